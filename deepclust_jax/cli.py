@@ -1,0 +1,113 @@
+"""The ``deepclust`` command line: a thin shell over :mod:`deepclust_jax.pipeline`.
+
+    deepclust datasets
+    deepclust methods
+    deepclust fit METHOD --dataset NAME [--runs N] [--epochs E] [--seed S]
+                  [--out DIR] [--data-dir D] [--set key=value ...] [--resume]
+    deepclust evaluate RUN_DIR
+
+Errors a user can cause (unknown names, bad values, bad data, corrupt files)
+print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _datasets(args: argparse.Namespace) -> None:
+  from deepclust_jax import data
+  rows = [("name", "K", "available", "source")]
+  for info in data.describe(args.data_dir):
+    rows.append((info.name, str(info.num_classes), "yes" if info.available else "no",
+                 str(info.source)))
+  _print_table(rows)
+
+
+def _methods(args: argparse.Namespace) -> None:
+  del args
+  from deepclust_jax import methods
+  _print_table([("name", "summary")] + [(n, methods.get(n).summary)
+                                         for n in methods.names()])
+
+
+def _fit(args: argparse.Namespace) -> None:
+  from deepclust_jax import methods, pipeline
+  out = args.out or pipeline.default_run_dir(args.method, args.dataset)
+  report = pipeline.fit(
+      args.method, args.dataset, runs=args.runs, seed=args.seed, epochs=args.epochs,
+      overrides=methods.parse_overrides(args.set), data_dir=args.data_dir, out=out,
+      resume=args.resume,
+      options={"chunk_runs": args.chunk_runs, "eval_every": args.eval_every,
+               "checkpoint_every": args.checkpoint_every, "progress": not args.quiet})
+  title = f"{args.method} on {report.dataset} ({args.runs} run(s), seed {args.seed})"
+  print(pipeline.format_summary(report.summary, title))
+  print(f"run directory: {report.run_dir}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+  from deepclust_jax import pipeline
+  print(pipeline.format_summary(pipeline.evaluate_run_dir(args.run_dir), str(args.run_dir)))
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  for row in rows:
+    print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def _positive(text: str) -> int:
+  value = int(text)
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+  return value
+
+
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="deepclust", description=__doc__.split("\n")[0])
+  sub = p.add_subparsers(dest="command", required=True)
+  d = sub.add_parser("datasets", help="list datasets, where they load from, availability")
+  d.add_argument("--data-dir", help="look here first (else $DEEPCLUST_DATA)")
+  d.set_defaults(run=_datasets)
+  sub.add_parser("methods", help="list methods").set_defaults(run=_methods)
+  f = sub.add_parser("fit", help="train a method on a dataset and score it")
+  f.add_argument("method")
+  f.add_argument("--dataset", required=True)
+  f.add_argument("--runs", type=_positive, default=1, help="independent seeds (vmapped)")
+  f.add_argument("--epochs", type=int, help="override the config's epochs")
+  f.add_argument("--seed", type=int, default=0)
+  f.add_argument("--out", help="run directory (default runs/METHOD-DATASET-TIME)")
+  f.add_argument("--data-dir", help="look for dataset files here first")
+  f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="override a config value (repeatable)")
+  f.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+  f.add_argument("--chunk-runs", type=_positive, help="train at most this many runs at once")
+  f.add_argument("--eval-every", type=_positive, default=1, help="score every N epochs")
+  f.add_argument("--checkpoint-every", type=_positive, default=10)
+  f.add_argument("--quiet", action="store_true", help="no progress bar")
+  f.set_defaults(run=_fit)
+  e = sub.add_parser("evaluate", help="recompute the summary of a run directory")
+  e.add_argument("run_dir")
+  e.set_defaults(run=_evaluate)
+  return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = parser().parse_args(argv)
+  from deepclust_jax.errors import DeepclustError
+  try:
+    args.run(args)
+  except DeepclustError as e:
+    print(f"deepclust: error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("deepclust: interrupted; continue with the same command and --resume",
+          file=sys.stderr)
+    return 130
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,1 @@
+"""Hyper-parameters taken from the papers, kept apart from the code that uses them."""

@@ -1,0 +1,143 @@
+"""AE-CM: a clustering module nested in a deep autoencoder, trained jointly.
+
+Boubekki et al. (2021), section 4.2: the CM clusters the code z of a
+d-500-500-2000-p autoencoder; the loss, eq. (10), adds the autoencoder's
+reconstruction and replaces E3 by an orthonormality penalty on the centroids.
+
+Initialisation "r": Glorot weights, joint training only. Initialisation "p"
+(section 4.2.2): pretrain the autoencoder on the MSE, k-means on the codes
+sets the CM by the pseudo-inverse trick, the CM alone is trained on the
+(frozen) codes, then joint training. Every variant ends with the averaging
+epoch; runs are ranked by L_sp = E2 + E3 of the CM on the codes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+from deepclust_jax import losses
+from deepclust_jax.baselines import kmeans
+from deepclust_jax.configs import paper
+from deepclust_jax.engine import FitPhase, Method, SGDPhase, predict_in_chunks
+from deepclust_jax.methods import registry
+from deepclust_jax.methods.cm import concentration
+from deepclust_jax.methods.common import optimizer, require
+from deepclust_jax.models import (Autoencoder, ClusteringModule, centroids,
+                                  params_from_centroids)
+
+
+@dataclasses.dataclass(frozen=True)
+class AECMConfig:
+  """Hyper-parameters of the AE-CM (defaults: section 5.3 and Table 13).
+
+  Attributes:
+    num_clusters: K; 0 takes the dataset's number of classes.
+    init: "r" random or "p" pretrained (see the module docstring).
+    latent: p, the code width.
+    hidden: encoder hidden widths (the decoder mirrors them).
+    alpha, prior, frequencies: Dirichlet prior, as for the CM.
+    beta: weight of the autoencoder's reconstruction.
+    lam: Lagrange multiplier of the orthonormality penalty.
+    batch_size, epochs: joint training; one averaging epoch follows.
+    pretrain_epochs: autoencoder pretraining epochs (init "p").
+    cm_epochs: epochs of the CM alone on the codes (init "p").
+    learning_rate, adam_eps: Adam(1e-3, eps=1e-3).
+  """
+
+  num_clusters: int = 0
+  init: Literal["r", "p"] = "r"
+  latent: int = 10
+  hidden: tuple[int, ...] = (500, 500, 2000)
+  alpha: float = 10.0
+  prior: Literal["symmetric", "sorted"] = "symmetric"
+  frequencies: tuple[float, ...] = ()
+  beta: float = 1.0
+  lam: float = 1.0
+  batch_size: int = 256
+  epochs: int = 150
+  pretrain_epochs: int = 25
+  cm_epochs: int = 10
+  learning_rate: float = 1e-3
+  adam_eps: float = 1e-3
+
+  def validate(self) -> None:
+    require(self.latent > 0, f"latent={self.latent} must be positive")
+    require(self.alpha > 0, f"alpha={self.alpha} must be positive")
+    require(self.beta >= 0 and self.lam >= 0, "beta and lam must be >= 0")
+    require(self.batch_size > 0, f"batch_size={self.batch_size} must be positive")
+    require(min(self.epochs, self.pretrain_epochs, self.cm_epochs) >= 0,
+            "epoch counts must be >= 0")
+    require(self.prior == "symmetric" or len(self.frequencies) == self.num_clusters,
+            "the sorted prior needs one frequency per cluster (--set frequencies=...)")
+
+
+def build(config: AECMConfig, num_features: int) -> Method:
+  """The AE-CM as pure pieces for the engine."""
+  ae = Autoencoder(num_features, config.latent, config.hidden)
+  cm = ClusteringModule(config.num_clusters, config.latent)
+  alpha = concentration(config)
+  sort = config.prior == "sorted"
+
+  def init(key, x):
+    ae_key, cm_key = jax.random.split(key)
+    return {"autoencoder": ae.init(ae_key, x[:1])["params"],
+            "cm": cm.init(cm_key, jnp.zeros((1, config.latent), x.dtype))["params"]}
+
+  def encode(params, x):
+    return ae.apply({"params": params["autoencoder"]}, x, method=Autoencoder.encode)
+
+  def predict(params, x):
+    return cm.apply({"params": params["cm"]}, encode(params, x))[0]
+
+  def joint_loss(params, x, key):
+    del key
+    z, x_bar = ae.apply({"params": params["autoencoder"]}, x)
+    gamma, _ = cm.apply({"params": params["cm"]}, z)
+    return losses.aecm_loss(x, x_bar, z, gamma, centroids(params["cm"]), alpha,
+                            beta=config.beta, lam=config.lam, sort=sort)
+
+  def pretrain_loss(params, x, key):
+    del key
+    _, x_bar = ae.apply({"params": params["autoencoder"]}, x)
+    mse = jnp.mean(jnp.square(x - x_bar))
+    return mse, {"mse": mse}
+
+  def cm_loss(params, x, key):
+    del key
+    z = jax.lax.stop_gradient(encode(params, x))
+    gamma, _ = cm.apply({"params": params["cm"]}, z)
+    return losses.cm_loss(z, gamma, centroids(params["cm"]), alpha, sort=sort)
+
+  def init_cm(params, x, key):
+    z = predict_in_chunks(encode, params, x)
+    fit = kmeans(key, z, config.num_clusters)
+    return {**params, "cm": params_from_centroids(fit.mu)}, {"inertia": fit.inertia}
+
+  def criteria(params, x, gamma):
+    return {"l_sp": losses.sparsity_criterion(gamma, centroids(params["cm"]))}
+
+  def adam(trainable=None):
+    return optimizer("adam", config.learning_rate, config.adam_eps, trainable)
+
+  joint = SGDPhase("joint", joint_loss, adam(), config.epochs, config.batch_size,
+                   average=True)
+  phases = (joint,)
+  if config.init == "p":
+    phases = (
+        SGDPhase("pretrain", pretrain_loss, adam({"autoencoder"}),
+                 config.pretrain_epochs, config.batch_size),
+        FitPhase("kmeans", init_cm),
+        SGDPhase("cm", cm_loss, adam({"cm"}), config.cm_epochs, config.batch_size),
+        joint,
+    )
+  return Method("aecm", config.num_clusters, init, phases, predict, criteria,
+                select_by="l_sp")
+
+
+registry.register(registry.MethodSpec(
+    "aecm", AECMConfig, build, paper.AECM,
+    "AE-CM (Boubekki et al. 2021): clustering module trained jointly with a deep autoencoder"))

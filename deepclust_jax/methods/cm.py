@@ -1,0 +1,110 @@
+"""CM: the clustering module trained by SGD on the negated Q-function.
+
+Boubekki et al. (2021), section 4.1: a softmax encoder and an affine decoder
+whose loss, eq. (7), is minus the Q-function of an isotropic GMM with a
+Dirichlet prior (Theorem 1). Training ends with the averaging epoch; the run
+with the lowest L_sp = E2 + E3 is the selected one (section 5.2.4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+
+from deepclust_jax import losses
+from deepclust_jax.baselines import kmeans_plusplus, lloyd
+from deepclust_jax.configs import paper
+from deepclust_jax.engine import Method, SGDPhase
+from deepclust_jax.methods import registry
+from deepclust_jax.methods.common import optimizer, require
+from deepclust_jax.models import ClusteringModule, centroids, params_from_centroids
+
+
+@dataclasses.dataclass(frozen=True)
+class CMConfig:
+  """Hyper-parameters of the CM (defaults: section 5.2 and Table 12).
+
+  Attributes:
+    num_clusters: K; 0 takes the dataset's number of classes.
+    init: "r" Glorot-uniform weights; "p" k-means++ seeding and one Lloyd step,
+      decoder = centroids, encoder = their pseudo-inverse, zero biases.
+    alpha: Dirichlet concentration (symmetric: alpha for every cluster).
+    prior: "symmetric", or "sorted" for alpha * frequencies paired after
+      sorting (the paper's asymmetric prior, appendix 2).
+    frequencies: cluster frequencies of the sorted prior.
+    terms: loss terms to keep (Table 3's ablation drops some).
+    batch_size, epochs: mini-batches; one averaging epoch follows if average.
+    optimizer, learning_rate, adam_eps: Adam(1e-3, eps=1e-3) in the paper.
+    average: run the averaging epoch.
+  """
+
+  num_clusters: int = 0
+  init: Literal["r", "p"] = "r"
+  alpha: float = 10.0
+  prior: Literal["symmetric", "sorted"] = "symmetric"
+  frequencies: tuple[float, ...] = ()
+  terms: tuple[str, ...] = ("e1", "e2", "e3", "e4")
+  batch_size: int = 256
+  epochs: int = 150
+  optimizer: Literal["adam", "sgd"] = "adam"
+  learning_rate: float = 1e-3
+  adam_eps: float = 1e-3
+  average: bool = True
+
+  def validate(self) -> None:
+    require(self.alpha > 0, f"alpha={self.alpha} must be positive")
+    require(self.batch_size > 0, f"batch_size={self.batch_size} must be positive")
+    require(self.epochs >= 0, f"epochs={self.epochs} must be >= 0")
+    require(self.learning_rate > 0, f"learning_rate={self.learning_rate} must be positive")
+    unknown = set(self.terms) - {"e1", "e2", "e3", "e4"}
+    require(not unknown, f"unknown CM loss terms {sorted(unknown)}; use e1,e2,e3,e4")
+    require(self.prior == "symmetric" or len(self.frequencies) == self.num_clusters,
+            "the sorted prior needs one frequency per cluster (--set frequencies=...)")
+
+
+def concentration(config) -> jax.Array:
+  """The (K,) Dirichlet concentration of a CM or AE-CM config."""
+  frequencies = config.frequencies if config.prior == "sorted" else None
+  return losses.dirichlet_concentration(config.alpha, config.num_clusters, frequencies)
+
+
+def init_from_kmeans(key: jax.Array, x: jax.Array, num_clusters: int) -> dict:
+  """CM parameters from k-means++ seeds moved by one Lloyd step (init "p")."""
+  mu = lloyd(x, kmeans_plusplus(key, x, num_clusters), num_iters=1).mu
+  return params_from_centroids(mu)
+
+
+def build(config: CMConfig, num_features: int) -> Method:
+  """The CM as pure pieces for the engine."""
+  module = ClusteringModule(config.num_clusters, num_features)
+  alpha = concentration(config)
+  sort = config.prior == "sorted"
+
+  def init(key, x):
+    if config.init == "p":
+      return init_from_kmeans(key, x, config.num_clusters)
+    return module.init(key, x[:1])["params"]
+
+  def predict(params, x):
+    return module.apply({"params": params}, x)[0]
+
+  def loss(params, x, key):
+    del key  # deterministic loss
+    return losses.cm_loss(x, predict(params, x), centroids(params), alpha, sort=sort,
+                          terms=config.terms)
+
+  def criteria(params, x, gamma):
+    return {"l_sp": losses.sparsity_criterion(gamma, centroids(params))}
+
+  train = SGDPhase("train", loss, optimizer(config.optimizer, config.learning_rate,
+                                            config.adam_eps),
+                   config.epochs, config.batch_size, average=config.average)
+  return Method("cm", config.num_clusters, init, (train,), predict, criteria,
+                select_by="l_sp")
+
+
+registry.register(registry.MethodSpec(
+    "cm", CMConfig, build, paper.CM,
+    "clustering module (Boubekki et al. 2021): SGD on minus the Q-function of an isotropic GMM"))

@@ -1,0 +1,30 @@
+"""Pieces several methods share: optimisers with frozen parts, range checks."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import optax
+
+from deepclust_jax.errors import ConfigError
+
+
+def optimizer(name: str, learning_rate: float, eps: float = 1e-8,
+              trainable: Collection[str] | None = None) -> optax.GradientTransformation:
+  """Adam or SGD; with ``trainable``, only those top-level parameter groups move.
+
+  The CM paper uses Adam with ``eps=1e-3`` (not optax's 1e-8); its toy
+  experiments use plain SGD.
+  """
+  tx = optax.adam(learning_rate, eps=eps) if name == "adam" else optax.sgd(learning_rate)
+  if trainable is None:
+    return tx
+  return optax.multi_transform(
+      {"train": tx, "frozen": optax.set_to_zero()},
+      lambda params: {k: "train" if k in trainable else "frozen" for k in params})
+
+
+def require(condition: bool, message: str) -> None:
+  """Raises :class:`ConfigError` with ``message`` unless ``condition``."""
+  if not condition:
+    raise ConfigError(message)

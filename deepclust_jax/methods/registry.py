@@ -1,0 +1,150 @@
+"""The method registry: name -> config dataclass, builder and paper presets.
+
+A config is a frozen dataclass of plain values. It is resolved in three
+layers, each overriding the one before: the dataclass defaults, the paper's
+preset for the dataset (``deepclust_jax.configs.paper``), then the user's
+``key=value`` overrides. The resolved config is what ``config.json`` records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from deepclust_jax.engine import Method
+from deepclust_jax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSpec:
+  """A registered method.
+
+  Attributes:
+    name: registry name, as typed on the command line.
+    config: the config dataclass; it must have a ``num_clusters`` field where
+      0 means "the dataset's number of classes".
+    build: ``build(config, num_features) -> Method``.
+    presets: per-dataset overrides from the papers.
+    summary: one line for ``deepclust --help``.
+  """
+
+  name: str
+  config: type
+  build: Callable[[Any, int], Method]
+  presets: Mapping[str, Mapping[str, Any]]
+  summary: str
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register(spec: MethodSpec) -> MethodSpec:
+  _REGISTRY[spec.name] = spec
+  return spec
+
+
+def names() -> list[str]:
+  return sorted(_REGISTRY)
+
+
+def get(name: str) -> MethodSpec:
+  """The spec registered as ``name``; :class:`ConfigError` lists the others."""
+  if name not in _REGISTRY:
+    close = difflib.get_close_matches(name, _REGISTRY, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(f"unknown method {name!r}{hint}; known methods: {', '.join(names())}")
+  return _REGISTRY[name]
+
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+  """Converts a command-line string (or a JSON value) to the field's type."""
+  origin = typing.get_origin(kind)
+  if origin in (typing.Union, types.UnionType):
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if value in (None, "none", "None"):
+      return None
+    return _coerce(value, args[0], key)
+  if origin is tuple:
+    item = typing.get_args(kind)[0]
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(_coerce(p.strip() if isinstance(p, str) else p, item, key)
+                 for p in parts if p != "")
+  if origin is typing.Literal:
+    if value not in typing.get_args(kind):
+      raise ConfigError(f"{key}={value!r} is not one of {list(typing.get_args(kind))}")
+    return value
+  try:
+    if kind is bool:
+      if isinstance(value, bool):
+        return value
+      if str(value).lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(value)
+      return str(value).lower() in ("true", "1", "yes")
+    if kind is int:
+      number = float(value)
+      if not number.is_integer():
+        raise ValueError(value)
+      return int(number)
+    return kind(value)
+  except (TypeError, ValueError):
+    name = getattr(kind, "__name__", str(kind))
+    raise ConfigError(f"{key}={value!r} is not a valid {name}") from None
+
+
+def parse_overrides(pairs: Iterable[str]) -> dict[str, str]:
+  """``["alpha=5", "init=p"]`` -> ``{"alpha": "5", "init": "p"}``."""
+  out = {}
+  for pair in pairs:
+    key, sep, value = pair.partition("=")
+    if not sep or not key.strip():
+      raise ConfigError(f"--set expects key=value, got {pair!r}")
+    out[key.strip()] = value.strip()
+  return out
+
+
+def resolve(name: str, *, dataset: str | None = None, num_classes: int | None = None,
+            overrides: Mapping[str, Any] | None = None) -> Any:
+  """The config of method ``name`` for ``dataset`` with ``overrides`` applied.
+
+  Raises:
+    ConfigError: unknown method or key, or a value of the wrong type.
+
+  Example:
+    >>> resolve("cm", dataset="mnist", num_classes=10, overrides={"init": "p"}).alpha
+    177.0
+  """
+  spec = get(name)
+  hints = typing.get_type_hints(spec.config)
+  values: dict[str, Any] = dict(spec.presets.get(dataset, {})) if dataset else {}
+  for key, value in (overrides or {}).items():
+    if key not in hints:
+      close = difflib.get_close_matches(key, hints, n=1)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      raise ConfigError(f"unknown config key {key!r} for method {name!r}{hint}; "
+                        f"valid keys: {', '.join(sorted(hints))}")
+    values[key] = value
+  values = {k: _coerce(v, hints[k], k) for k, v in values.items()}
+  if not values.get("num_clusters") and num_classes:
+    values["num_clusters"] = num_classes
+  config = spec.config(**values)
+  check = getattr(config, "validate", None)
+  if check is not None:
+    check()
+  return config
+
+
+def build(name: str, *, num_features: int, dataset: str | None = None,
+          **overrides: Any) -> Method:
+  """Resolves a config and builds the method in one call (for notebooks).
+
+  Example:
+    >>> m = build("kmeans", num_clusters=3, num_features=2)
+    >>> m.num_clusters
+    3
+  """
+  config = resolve(name, dataset=dataset, overrides=overrides)
+  return get(name).build(config, num_features)

@@ -1,0 +1,65 @@
+"""Fully connected autoencoders: the d-500-500-2000-p network of DEC and its heirs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+from deepclust_jax.models.cm import glorot
+
+
+class MLP(nn.Module):
+  """Dense layers with LeakyReLU between them and none after the last.
+
+  Attributes:
+    features: widths of the layers, the last one is the output.
+    negative_slope: LeakyReLU slope (0.2 in the CM paper).
+  """
+
+  features: Sequence[int]
+  negative_slope: float = 0.2
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    for i, width in enumerate(self.features):
+      x = nn.Dense(width, kernel_init=glorot, name=f"dense_{i}")(x)
+      if i + 1 < len(self.features):
+        x = nn.leaky_relu(x, self.negative_slope)
+    return x
+
+
+class Autoencoder(nn.Module):
+  """``x -> z -> x_bar`` with mirrored encoder and decoder.
+
+  Attributes:
+    features: d, input width.
+    latent: p, code width.
+    hidden: encoder hidden widths; the decoder uses them reversed.
+
+  Example:
+    >>> ae = Autoencoder(features=64, latent=10)
+    >>> params = ae.init(jax.random.key(0), jax.numpy.zeros((1, 64)))["params"]
+    >>> z, x_bar = ae.apply({"params": params}, jax.numpy.ones((5, 64)))
+    >>> z.shape, x_bar.shape
+    ((5, 10), (5, 64))
+  """
+
+  features: int
+  latent: int
+  hidden: Sequence[int] = (500, 500, 2000)
+
+  def setup(self):
+    self.encoder = MLP((*self.hidden, self.latent))
+    self.decoder = MLP((*reversed(self.hidden), self.features))
+
+  def encode(self, x: jax.Array) -> jax.Array:
+    return self.encoder(x)
+
+  def decode(self, z: jax.Array) -> jax.Array:
+    return self.decoder(z)
+
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    z = self.encode(x)
+    return z, self.decode(z)

@@ -1,0 +1,145 @@
+"""Runs the rows of an experiment config and tabulates them beside the paper.
+
+Each config in ``experiments/configs/`` names the paper table it reproduces and
+the command that runs it. Every finished row is appended to
+``experiments/results/<name>.jsonl`` (a row run again replaces its old line),
+and ``experiments/results/<name>.md`` is rewritten from all recorded rows:
+ours as mean ± std x100 over runs, the paper's beside it, with runs, epochs,
+wall time and hardware. Run directories go to ``runs/<name>/`` (not in git).
+
+Usage:
+  python experiments/reproduce.py CONFIG [--rows SUBSTRING ...] [--runs N]
+      [--epochs E] [--data-dir DIR] [--chunk-runs N] [--quiet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import pathlib
+import platform
+import shlex
+import subprocess
+import sys
+
+import jax
+
+from deepclust_jax import pipeline
+
+HERE = pathlib.Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+
+def load_config(path: str) -> dict:
+  spec = importlib.util.spec_from_file_location("experiment_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def hardware() -> str:
+  try:
+    cpu = next(l.split(":", 1)[1].strip()
+               for l in subprocess.run(["lscpu"], capture_output=True, text=True,
+                                       check=True).stdout.splitlines()
+               if l.startswith("Model name"))
+  except (OSError, StopIteration, subprocess.CalledProcessError):
+    cpu = platform.processor() or "unknown CPU"
+  device = jax.devices()[0]
+  accel = "" if device.platform == "cpu" else f", {device.device_kind}"
+  return f"{cpu} ({os.cpu_count()} cores{accel}), jax {jax.__version__} on {device.platform}"
+
+
+def read_records(name: str) -> list[dict]:
+  path = RESULTS / f"{name}.jsonl"
+  if not path.exists():
+    return []
+  return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+
+
+def write_records(name: str, records: list[dict]) -> None:
+  RESULTS.mkdir(parents=True, exist_ok=True)
+  (RESULTS / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def _cell(mean: float | None, std: float | None) -> str:
+  if mean is None:
+    return "–"
+  return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
+
+
+def to_markdown(config: dict, records: list[dict]) -> str:
+  """The results table of ``config``: ours beside the paper's, per score."""
+  scores = ("ari", "nmi", "acc")
+  lines = [f"## {config['title']}", "",
+           "Scores x100, mean ± std over runs; `sel.` is the run with the lowest "
+           "L_sp (the paper's model selection).", "",
+           "| row | runs | epochs | " + " | ".join(
+               f"{s.upper()} ours | {s.upper()} paper" for s in scores)
+           + " | ARI sel. | wall s | command |",
+           "|---|---|---|" + "---|---|" * len(scores) + "---|---|---|"]
+  by_label = {r["label"]: r for r in records}
+  for row in config["rows"]:
+    r = by_label.get(row["label"])
+    if r is None:
+      continue
+    cells = []
+    for s in scores:
+      ours = _cell(100 * r["mean"][s], 100 * r["std"][s])
+      paper = row["paper"].get(s)
+      cells += [ours, _cell(*paper) if paper else "–"]
+    sel = r.get("selected", {}).get("ari")
+    lines.append(f"| {row['label']} | {r['runs']} | {r['epochs']} | " + " | ".join(cells)
+                 + f" | {_cell(None if sel is None else 100 * sel, None)} | "
+                 f"{r['seconds']:.0f} | `{r['command']}` |")
+  hw = sorted({r["hardware"] for r in records})
+  lines += ["", "Hardware: " + "; ".join(hw) if hw else "", ""]
+  return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("config")
+  p.add_argument("--rows", nargs="*", help="run only rows whose label contains one of these")
+  p.add_argument("--runs", type=int)
+  p.add_argument("--epochs", type=int)
+  p.add_argument("--data-dir")
+  p.add_argument("--chunk-runs", type=int)
+  p.add_argument("--quiet", action="store_true")
+  args = p.parse_args(argv)
+  config = load_config(args.config)
+  name = config["name"]
+  runs = args.runs or config["runs"]
+  epochs = args.epochs or config.get("epochs")
+  records = read_records(name)
+  for row in config["rows"]:
+    if args.rows and not any(s in row["label"] for s in args.rows):
+      continue
+    out = (pathlib.Path("runs") / name
+           / f"{row['label'].replace(' ', '_').replace('^', '')}-r{runs}-e{epochs}")
+    command = ["python", "experiments/reproduce.py", args.config, "--rows", row["label"],
+               "--runs", str(runs)] + (["--epochs", str(epochs)] if epochs else [])
+    print(f"== {row['label']}: {runs} run(s)", flush=True)
+    start = datetime.datetime.now()
+    report = pipeline.fit(
+        row["method"], row["dataset"], runs=runs, seed=config.get("seed", 0),
+        epochs=epochs, overrides=row.get("overrides"), data_dir=args.data_dir,
+        out=out, resume=(out / "config.json").exists(),
+        options={"progress": not args.quiet, "chunk_runs": args.chunk_runs,
+                 "eval_every": config.get("eval_every", 1)})
+    seconds = (datetime.datetime.now() - start).total_seconds()
+    record = {"label": row["label"], "runs": runs,
+              "epochs": report.config.epochs, "seconds": seconds,
+              "hardware": hardware(), "date": start.date().isoformat(),
+              "command": shlex.join(command), **report.summary}
+    print(pipeline.format_summary(report.summary, row["label"]), flush=True)
+    records = [r for r in records if r["label"] != row["label"]] + [record]
+    write_records(name, records)
+  (RESULTS / f"{name}.md").write_text(to_markdown(config, records))
+
+
+if __name__ == "__main__":
+  sys.exit(main())
