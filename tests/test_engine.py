@@ -124,6 +124,8 @@ def test_epoch_drops_partial_batch_and_averages_steps():
   np.testing.assert_allclose(last["w"], means[-1], rtol=1e-6)
   np.testing.assert_allclose(avg["w"], np.mean(means), rtol=1e-6)
   assert set(terms) == {"loss"}
+  *_, steps = sgd_epoch(phase, 4, params, opt_state, x, key, trace=lambda p: p["w"])
+  np.testing.assert_allclose(steps, means, rtol=1e-6)
 
 
 def test_fit_phase_then_sgd_phase():

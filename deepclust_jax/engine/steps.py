@@ -7,6 +7,7 @@ runs with ``vmap`` and compiles them once per phase.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +26,8 @@ def sgd_epoch(
     *,
     average: bool = False,
     constrain: Callable[[jax.Array], jax.Array] = lambda b: b,
-) -> tuple[Params, optax.OptState, Terms]:
+    trace: Callable[[Params], Any] | None = None,
+) -> tuple[Params, optax.OptState, Terms] | tuple[Params, optax.OptState, Terms, Any]:
   """One shuffled pass over ``x`` in ``len(x) // batch_size`` steps.
 
   The permutation is drawn inside the compiled function, so data never leaves
@@ -33,9 +35,14 @@ def sgd_epoch(
   dropped (a different subset every epoch). With ``average=True`` the returned
   parameters are the mean of the parameters after each step.
 
+  ``constrain`` is applied to every batch (the engine passes a sharding
+  constraint for data parallelism). ``trace``, if given, is evaluated on the
+  parameters after every step and returned stacked, e.g. to plot the per-step
+  centroids of an epoch (the CM paper's Fig. 1).
+
   Returns:
-    The new parameters and optimiser state, and the mean over steps of the
-    loss (``"loss"``) and of every named term.
+    The new parameters and optimiser state, the mean over steps of the loss
+    (``"loss"``) and of every named term, and with ``trace`` its stacked values.
   """
   num_batches = x.shape[0] // batch_size
   perm_key, step_key = jax.random.split(key)
@@ -52,14 +59,18 @@ def sgd_epoch(
     params = optax.apply_updates(params, updates)
     if average:
       total = jax.tree.map(jnp.add, total, params)
-    return (params, opt_state, total), {"loss": loss, **terms}
+    traced = trace(params) if trace is not None else None
+    return (params, opt_state, total), ({"loss": loss, **terms}, traced)
 
   total = jax.tree.map(jnp.zeros_like, params) if average else None
-  (params, opt_state, total), terms = jax.lax.scan(
+  (params, opt_state, total), (terms, traced) = jax.lax.scan(
       step, (params, opt_state, total), (batches, step_keys))
   if average:
     params = jax.tree.map(lambda t: t / num_batches, total)
-  return params, opt_state, jax.tree.map(jnp.mean, terms)
+  terms = jax.tree.map(jnp.mean, terms)
+  if trace is not None:
+    return params, opt_state, terms, traced
+  return params, opt_state, terms
 
 
 def predict_in_chunks(
