@@ -52,7 +52,7 @@ def bench_engine(method, x, runs: int, repeats: int) -> dict:
   phase = method.phases[-1]
   keys = jax.random.split(jax.random.key(0), runs)
   params = jax.vmap(method.init, in_axes=(0, None))(keys, x)
-  opt_state = jax.vmap(phase.optimizer.init)(params)
+  opt_state = jax.vmap(phase.tx(x.shape[0] // phase.batch_size).init)(params)
   epoch = jax.jit(jax.vmap(functools.partial(sgd_epoch, phase, phase.batch_size),
                            in_axes=(0, 0, None, 0)), donate_argnums=(0, 1))
   tic = time.perf_counter()
@@ -71,13 +71,14 @@ def bench_plain_loop(method, x, repeats: int) -> dict:
   phase = method.phases[-1]
   batch = phase.batch_size
   params = method.init(jax.random.key(0), x)
-  opt_state = phase.optimizer.init(params)
+  optimizer = phase.tx(x.shape[0] // batch)
+  opt_state = optimizer.init(params)
   grad_fn = jax.value_and_grad(phase.loss, has_aux=True)
 
   @functools.partial(jax.jit, donate_argnums=(0, 1))
   def step(params, opt_state, idx, key):
     (loss, _), grads = grad_fn(params, x[idx], key)
-    updates, opt_state = phase.optimizer.update(grads, opt_state, params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
     return jax.tree.map(jnp.add, params, updates), opt_state, loss
 
   num_batches = x.shape[0] // batch

@@ -94,7 +94,8 @@ def run_keys(seed: int, runs: Sequence[int]) -> jax.Array:
 class _Compiled:
   """The vmapped, jitted functions of one method, built once and reused."""
 
-  def __init__(self, method: Method, mesh: Mesh | None, predict_chunk: int):
+  def __init__(self, method: Method, num_samples: int, mesh: Mesh | None,
+               predict_chunk: int):
     self.method = method
     self.mesh = mesh
     replicated = NamedSharding(mesh, P()) if mesh is not None else None
@@ -109,7 +110,8 @@ class _Compiled:
     self.fit = {}
     for i, phase in enumerate(method.phases):
       if isinstance(phase, SGDPhase):
-        self.opt_init[i] = jax.jit(jax.vmap(phase.optimizer.init))
+        steps = num_samples // self.batch_size(phase, num_samples)
+        self.opt_init[i] = jax.jit(jax.vmap(phase.tx(steps).init))
       else:
         self.fit[i] = jax.jit(jax.vmap(phase.update, in_axes=(0, None, 0)))
     self.predict = jax.jit(jax.vmap(
@@ -118,6 +120,11 @@ class _Compiled:
     criteria = method.criteria
     self.criteria = (jax.jit(jax.vmap(criteria, in_axes=(0, None, 0)))
                      if criteria is not None else None)
+
+  @staticmethod
+  def batch_size(phase: SGDPhase, num_samples: int) -> int:
+    """The phase's batch size, at most the number of samples."""
+    return min(phase.batch_size, num_samples)
 
   def epoch(self, index: int, batch_size: int, average: bool):
     """The compiled epoch of SGD phase ``index`` (one compilation per flag)."""
@@ -219,7 +226,7 @@ def train(
   runs = list(range(options.runs))
   size = options.chunk_runs or options.runs
   chunks = [runs[i:i + size] for i in range(0, len(runs), size)]
-  compiled = _Compiled(method, options.mesh, options.predict_chunk)
+  compiled = _Compiled(method, x.shape[0], options.mesh, options.predict_chunk)
   x_dev = jax.device_put(jnp.asarray(x), compiled.replicated)
   history = _History(run_dir if run_dir is not None else None)
   fingerprint = {**(fingerprint or {}), "method": method.name, "seed": options.seed,
@@ -281,7 +288,7 @@ def _train_chunk(compiled: _Compiled, x: jax.Array, y: np.ndarray | None,
       if isinstance(phase, FitPhase):
         params, terms = compiled.fit[p](params, x, ekeys)
       else:
-        batch_size = min(phase.batch_size, x.shape[0])
+        batch_size = compiled.batch_size(phase, x.shape[0])
         average = phase.average and e == phase.epochs
         params, opt_state, terms = compiled.epoch(p, batch_size, average)(
             params, opt_state, x, ekeys)

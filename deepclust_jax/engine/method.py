@@ -38,7 +38,9 @@ class SGDPhase:
     name: shown in logs and checkpoints.
     loss: ``loss(params, x_batch, key) -> (loss, terms)``; ``terms`` maps names
       to scalars that are logged every epoch (mean over the epoch's steps).
-    optimizer: its state is created fresh at the start of the phase.
+    optimizer: an optax transformation, or a function of the number of steps
+      per epoch returning one (for learning-rate schedules counted in epochs).
+      Its state is created fresh at the start of the phase.
     epochs: ordinary epochs.
     batch_size: samples per step. The last partial batch of each epoch is
       dropped; the permutation changes every epoch, so every sample is seen.
@@ -48,7 +50,7 @@ class SGDPhase:
 
   name: str
   loss: LossFn
-  optimizer: optax.GradientTransformation
+  optimizer: optax.GradientTransformation | Callable[[int], optax.GradientTransformation]
   epochs: int
   batch_size: int
   average: bool = False
@@ -56,6 +58,12 @@ class SGDPhase:
   @property
   def num_epochs(self) -> int:
     return self.epochs + int(self.average)
+
+  def tx(self, steps_per_epoch: int) -> optax.GradientTransformation:
+    """The optimiser for epochs of ``steps_per_epoch`` steps."""
+    if isinstance(self.optimizer, optax.GradientTransformation):
+      return self.optimizer
+    return self.optimizer(steps_per_epoch)
 
 
 @dataclasses.dataclass(frozen=True)

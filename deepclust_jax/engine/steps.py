@@ -50,12 +50,13 @@ def sgd_epoch(
   batches = order[: num_batches * batch_size].reshape(num_batches, batch_size)
   step_keys = jax.random.split(step_key, num_batches)
   grad_fn = jax.value_and_grad(phase.loss, has_aux=True)
+  optimizer = phase.tx(num_batches)
 
   def step(carry, inputs):
     params, opt_state, total = carry
     idx, k = inputs
     (loss, terms), grads = grad_fn(params, constrain(x[idx]), k)
-    updates, opt_state = phase.optimizer.update(grads, opt_state, params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     if average:
       total = jax.tree.map(jnp.add, total, params)

@@ -9,14 +9,16 @@ import optax
 from deepclust_jax.errors import ConfigError
 
 
-def optimizer(name: str, learning_rate: float, eps: float = 1e-8,
-              trainable: Collection[str] | None = None) -> optax.GradientTransformation:
+def optimizer(name: str, learning_rate: optax.ScalarOrSchedule, eps: float = 1e-8,
+              trainable: Collection[str] | None = None,
+              momentum: float = 0.0) -> optax.GradientTransformation:
   """Adam or SGD; with ``trainable``, only those top-level parameter groups move.
 
   The CM paper uses Adam with ``eps=1e-3`` (not optax's 1e-8); its toy
-  experiments use plain SGD.
+  experiments use plain SGD, its autoencoder pretraining SGD with momentum.
   """
-  tx = optax.adam(learning_rate, eps=eps) if name == "adam" else optax.sgd(learning_rate)
+  tx = (optax.adam(learning_rate, eps=eps) if name == "adam"
+        else optax.sgd(learning_rate, momentum=momentum or None))
   if trainable is None:
     return tx
   return optax.multi_transform(

@@ -1,6 +1,8 @@
 """Flax modules: the clustering module and the autoencoders built around it."""
 
 from deepclust_jax.models.autoencoder import MLP, Autoencoder
-from deepclust_jax.models.cm import ClusteringModule, centroids, params_from_centroids
+from deepclust_jax.models.cm import (ClusteringModule, centroids, glorot_normal_bias,
+                                     params_from_centroids)
 
-__all__ = ["MLP", "Autoencoder", "ClusteringModule", "centroids", "params_from_centroids"]
+__all__ = ["MLP", "Autoencoder", "ClusteringModule", "centroids", "glorot_normal_bias",
+           "params_from_centroids"]

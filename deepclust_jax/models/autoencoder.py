@@ -7,11 +7,13 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from deepclust_jax.models.cm import glorot
+from deepclust_jax.models.cm import glorot, glorot_normal_bias
 
 
 class MLP(nn.Module):
   """Dense layers with LeakyReLU between them and none after the last.
+
+  Glorot-uniform kernels and Glorot-normal biases, as in the CM authors' code.
 
   Attributes:
     features: widths of the layers, the last one is the output.
@@ -24,7 +26,8 @@ class MLP(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     for i, width in enumerate(self.features):
-      x = nn.Dense(width, kernel_init=glorot, name=f"dense_{i}")(x)
+      x = nn.Dense(width, kernel_init=glorot, bias_init=glorot_normal_bias,
+                   name=f"dense_{i}")(x)
       if i + 1 < len(self.features):
         x = nn.leaky_relu(x, self.negative_slope)
     return x

@@ -9,6 +9,8 @@ of the canonical basis under the decoder.
 
 from __future__ import annotations
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -16,8 +18,21 @@ import jax.numpy as jnp
 glorot = nn.initializers.glorot_uniform()
 
 
+def glorot_normal_bias(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+  """Keras's ``glorot_normal`` on a bias: truncated normal with variance 1/n.
+
+  The CM authors' code initialises every bias this way (Keras takes
+  fan_in = fan_out = n for a 1-D shape). Random biases matter: with zero biases
+  a randomly initialised AE-CM starts at uniform responsibilities, a stationary
+  point of the sparsity term, and can stay there.
+  """
+  # 0.8796 is the std of a standard normal truncated to [-2, 2].
+  std = math.sqrt(1.0 / shape[-1]) / 0.87962566103423978
+  return std * jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype)
+
+
 class ClusteringModule(nn.Module):
-  """CM: softmax encoder, affine decoder (Glorot-uniform kernels, zero biases).
+  """CM: softmax encoder, affine decoder (Glorot kernels and biases).
 
   Attributes:
     num_clusters: K.
@@ -36,8 +51,10 @@ class ClusteringModule(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    gamma = nn.softmax(nn.Dense(self.num_clusters, kernel_init=glorot, name="encoder")(x))
-    x_bar = nn.Dense(self.features, kernel_init=glorot, name="decoder")(gamma)
+    gamma = nn.softmax(nn.Dense(self.num_clusters, kernel_init=glorot,
+                                  bias_init=glorot_normal_bias, name="encoder")(x))
+    x_bar = nn.Dense(self.features, kernel_init=glorot, bias_init=glorot_normal_bias,
+                     name="decoder")(gamma)
     return gamma, x_bar
 
 
