@@ -19,10 +19,10 @@ from collections.abc import Sequence
 
 def _datasets(args: argparse.Namespace) -> None:
   from deepclust_jax import data
-  rows = [("name", "K", "available", "source")]
+  rows = [("name", "K", "available", "location")]
   for info in data.describe(args.data_dir):
     rows.append((info.name, str(info.num_classes), "yes" if info.available else "no",
-                 str(info.source)))
+                 str(info.location)))
   _print_table(rows)
 
 

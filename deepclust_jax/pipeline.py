@@ -26,6 +26,7 @@ from deepclust_jax import methods
 from deepclust_jax.engine import TrainOptions, TrainResult, train
 from deepclust_jax.errors import DeepclustError, InputError
 from deepclust_jax.metrics import evaluate
+from deepclust_jax.validation import check_data
 
 SCORES = ("acc", "nmi", "ari")
 
@@ -98,8 +99,17 @@ def fit(
       "options": {k: v for k, v in dataclasses.asdict(train_options).items()
                   if k not in ("mesh", "progress")},
   }
+  # As written to and read back from JSON (tuples become lists), so that a
+  # resumed run compares equal to the saved config and checkpoint fingerprint.
+  resolved = json.loads(json.dumps(resolved))
+  # Bad data or K is refused before the run directory is created, so the same
+  # --out can be used again once the command is corrected.
+  check_data(ds.x, config.num_clusters)
   if run_dir is not None:
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+      run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+      raise InputError(f"cannot create run directory {run_dir}: {e}") from e
     _check_resumable(run_dir, resolved, resume)
     (run_dir / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
   result = train(model, ds.x, ds.y, options=train_options, run_dir=run_dir,

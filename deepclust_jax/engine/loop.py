@@ -276,7 +276,10 @@ def _train_chunk(compiled: _Compiled, x: jax.Array, y: np.ndarray | None,
     params, opt_state = jax.device_put((params, opt_state), compiled.replicated)
   history.truncate(c, done)
   bar.update(done)
-  last_terms: dict[str, np.ndarray] = {}
+  # A resumed chunk reports the terms of its last finished epoch, even if no
+  # epoch is left to run.
+  logged = [r for r in history.records if r["chunk"] == c]
+  last_terms = {k: np.asarray(v) for k, v in logged[-1]["terms"].items()} if logged else {}
   tic = time.perf_counter()
   for p in range(start_phase, len(method.phases)):
     phase = method.phases[p]

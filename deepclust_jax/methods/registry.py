@@ -70,7 +70,10 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
     return _coerce(value, args[0], key)
   if origin is tuple:
     item = typing.get_args(kind)[0]
-    parts = value.split(",") if isinstance(value, str) else list(value)
+    if isinstance(value, str):
+      parts = value.split(",")
+    else:  # a JSON list, or one number for a one-element tuple as on the command line
+      parts = list(value) if isinstance(value, (list, tuple)) else [value]
     return tuple(_coerce(p.strip() if isinstance(p, str) else p, item, key)
                  for p in parts if p != "")
   if origin is typing.Literal:

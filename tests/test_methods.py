@@ -1,0 +1,251 @@
+"""The method registry and every registered method trained through the engine."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+from sklearn.mixture import GaussianMixture
+
+from deepclust_jax import baselines, data, losses, methods
+from deepclust_jax.configs import paper
+from deepclust_jax.engine import FitPhase, SGDPhase, TrainOptions, train
+from deepclust_jax.errors import ConfigError
+from deepclust_jax.models import centroids
+
+RUNS = 2
+
+
+# AE-CM with init "p" on digits, with tiny layers: all four phases in seconds.
+AECM_P = {"init": "p", "hidden": "32,32", "latent": 4, "pretrain_epochs": 2, "cm_epochs": 1,
+          "epochs": 2, "batch_size": 256}
+# Knobs that only make training cheaper, used where a method's config has them.
+SMALL = {"epochs": 1, "pretrain_epochs": 1, "cm_epochs": 1, "hidden": (16, 16), "latent": 2,
+         "n_init": 3, "kmeans_restarts": 2}
+
+
+def case(name: str) -> tuple[str, dict]:
+  """(dataset, overrides) that make the registered method ``name`` train in seconds."""
+  fields = {f.name for f in dataclasses.fields(methods.get(name).config)}
+  if name == "aecm":
+    return "digits", {**{k: v for k, v in SMALL.items() if k in fields}, **AECM_P}
+  return "blobs", {k: v for k, v in SMALL.items() if k in fields}
+
+
+@pytest.fixture(scope="module")
+def blobs():
+  return data.load("blobs")
+
+
+@pytest.fixture(scope="module")
+def trained():
+  """Trains each method once (lazily, RUNS runs) and caches (dataset, method, result)."""
+  cache = {}
+
+  def get(name):
+    if name not in cache:
+      dataset, overrides = case(name)
+      ds = data.load(dataset)
+      config = methods.resolve(name, dataset=ds.name, num_classes=ds.num_classes,
+                               overrides=overrides)
+      method = methods.get(name).build(config, ds.x.shape[1])
+      result = train(method, ds.x, ds.y,
+                     options=TrainOptions(runs=RUNS, seed=0, progress=False))
+      cache[name] = (ds, method, result)
+    return cache[name]
+
+  return get
+
+
+# Registry and config resolution.
+
+
+def test_names_contains_the_paper_methods():
+  assert {"kmeans", "gmm", "igmm", "cm", "aecm"} <= set(methods.names())
+  assert methods.names() == sorted(methods.names())
+
+
+def test_unknown_method_suggests_close_name():
+  with pytest.raises(ConfigError, match=r"unknown method 'kmeanz'.*did you mean 'kmeans'"):
+    methods.get("kmeanz")
+
+
+def test_resolve_layers_defaults_preset_overrides():
+  default = methods.resolve("cm")
+  assert (default.alpha, default.batch_size, default.num_clusters) == (10.0, 256, 0)
+  preset = methods.resolve("cm", dataset="mnist", num_classes=10)
+  assert (preset.alpha, preset.batch_size) == (177.0, 111)
+  assert preset.num_clusters == 10
+  assert preset.epochs == default.epochs  # not in the preset: the default stays
+  over = methods.resolve("cm", dataset="mnist", num_classes=10,
+                         overrides={"alpha": "5", "num_clusters": "4"})
+  assert (over.alpha, over.batch_size, over.num_clusters) == (5.0, 111, 4)
+  # Datasets without a preset keep the defaults; the preset table is unchanged.
+  assert methods.resolve("cm", dataset="iris", num_classes=3).alpha == 10.0
+  assert paper.CM["mnist"]["alpha"] == 177.0
+
+
+def test_aecm_preset_applies():
+  config = methods.resolve("aecm", dataset="usps", num_classes=10)
+  assert (config.alpha, config.beta, config.batch_size) == (20.0, 0.5, 256)
+
+
+@pytest.mark.parametrize("key, text, expected", [
+    ("batch_size", "64", 64),
+    ("batch_size", "64.0", 64),
+    ("alpha", "1e-2", 0.01),
+    ("average", "false", False),
+    ("average", "Yes", True),
+    ("average", "0", False),
+    ("terms", "e1, e2", ("e1", "e2")),
+    ("frequencies", "0.25,0.75", (0.25, 0.75)),
+    ("init", "p", "p"),
+    ("optimizer", "sgd", "sgd"),
+])
+def test_override_strings_are_coerced(key, text, expected):
+  config = methods.resolve("cm", num_classes=2, overrides={key: text})
+  value = getattr(config, key)
+  assert value == expected
+  assert type(value) is type(expected)
+  if isinstance(value, tuple):
+    assert all(type(v) is type(e) for v, e in zip(value, expected))
+
+
+def test_tuple_of_int_from_string_and_json_list():
+  assert methods.resolve("aecm", num_classes=3, overrides={"hidden": "32,16"}).hidden == (32, 16)
+  assert methods.resolve("aecm", num_classes=3, overrides={"hidden": [8, 4]}).hidden == (8, 4)
+  assert methods.resolve("aecm", num_classes=3, overrides={"hidden": 8}).hidden == (8,)
+  assert methods.resolve("aecm", num_classes=3, overrides={"hidden": "8"}).hidden == (8,)
+  with pytest.raises(ConfigError, match="not a valid int"):
+    methods.resolve("aecm", num_classes=3, overrides={"hidden": "8,x"})
+
+
+@pytest.mark.parametrize("key, text, message", [
+    ("batch_size", "7.5", "not a valid int"),
+    ("batch_size", "ten", "not a valid int"),
+    ("alpha", "abc", "not a valid float"),
+    ("average", "maybe", "not a valid bool"),
+    ("init", "q", r"not one of \['r', 'p'\]"),
+    ("terms", "e1,e9", "unknown CM loss terms"),
+    ("alpha", "-1", "must be positive"),
+    ("alpah", "3", r"unknown config key 'alpah'.*did you mean 'alpha'"),
+])
+def test_bad_overrides_raise_config_error(key, text, message):
+  with pytest.raises(ConfigError, match=message):
+    methods.resolve("cm", num_classes=3, overrides={key: text})
+
+
+def test_parse_overrides():
+  assert methods.parse_overrides(["alpha=5", " init = p ", "terms=e1,e2", "x=a=b"]) == {
+      "alpha": "5", "init": "p", "terms": "e1,e2", "x": "a=b"}
+  for bad in ("alpha", "=3"):
+    with pytest.raises(ConfigError, match="key=value"):
+      methods.parse_overrides([bad])
+
+
+def test_igmm_is_spherical_with_uniform_weights():
+  config = methods.resolve("igmm", num_classes=3)
+  assert (config.covariance, config.uniform_weights) == ("spherical", True)
+  assert methods.resolve("gmm", num_classes=3).covariance == "full"
+
+
+# Training through the engine.
+
+
+@pytest.mark.parametrize("name", methods.names())
+def test_every_method_trains(name, trained):
+  ds, method, result = trained(name)
+  n, k = ds.x.shape[0], ds.num_classes
+  assert method.num_clusters == k
+  chex.assert_shape(result.labels, (RUNS, n))
+  chex.assert_shape(result.gamma, (RUNS, n, k))
+  np.testing.assert_allclose(result.gamma.sum(-1), 1.0, atol=1e-4)
+  np.testing.assert_array_equal(result.labels, result.gamma.argmax(-1))
+  assert len(result.metrics) == RUNS
+  assert result.terms
+  for terms in result.terms.values():
+    chex.assert_shape(terms, (RUNS,))
+    assert np.isfinite(terms).all()
+  # One history record per epoch of every phase, in order.
+  expected = [p.name for p in method.phases for _ in range(p.num_epochs)]
+  assert [r["phase"] for r in result.history] == expected
+
+
+@pytest.mark.parametrize("name, reference", [
+    ("kmeans", lambda x: KMeans(3, n_init=10, random_state=0).fit_predict(x)),
+    ("gmm", lambda x: GaussianMixture(3, covariance_type="full",
+                                      random_state=0).fit(x).predict(x)),
+])
+def test_classic_methods_agree_with_sklearn(name, reference, trained, blobs):
+  _, _, result = trained(name)
+  ari_sklearn = adjusted_rand_score(blobs.y, reference(blobs.x))
+  for labels in result.labels:
+    assert abs(adjusted_rand_score(blobs.y, labels) - ari_sklearn) <= 0.05
+
+
+def test_cm_l_sp_is_sparsity_criterion_of_prediction(trained, blobs):
+  _, method, result = trained("cm")
+  assert result.selected == int(np.argmin(result.terms["l_sp"]))
+  for r in range(RUNS):
+    params = jax.tree.map(lambda a: jnp.asarray(a[r]), result.params)
+    gamma = method.predict(params, jnp.asarray(blobs.x))
+    np.testing.assert_allclose(result.gamma[r], gamma, atol=1e-5)
+    expected = losses.sparsity_criterion(gamma, centroids(params))
+    np.testing.assert_allclose(result.terms["l_sp"][r], expected, rtol=1e-4)
+
+
+def test_cm_init_p_is_one_lloyd_step_from_kmeanspp_seeds():
+  ds = data.load("five_gaussians")
+  x = jnp.asarray(ds.x[::4])
+  config = methods.resolve("cm", num_classes=5, overrides={"init": "p"})
+  method = methods.get("cm").build(config, x.shape[1])
+  key = jax.random.key(3)
+  params = method.init(key, x)
+  mu = params["decoder"]["kernel"]
+  chex.assert_shape(mu, (5, 2))
+  expected = baselines.lloyd(x, baselines.kmeans_plusplus(key, x, 5), num_iters=1).mu
+  np.testing.assert_allclose(mu, expected, atol=1e-5)
+  # Independently: each row is the mean of the points nearest to its seed.
+  seeds = np.asarray(baselines.kmeans_plusplus(key, x, 5))
+  xn = np.asarray(x)
+  nearest = np.argmin(((xn[:, None] - seeds[None]) ** 2).sum(-1), axis=1)
+  means = np.stack([xn[nearest == k].mean(0) for k in range(5)])
+  np.testing.assert_allclose(mu, means, atol=1e-5)
+  np.testing.assert_allclose(params["encoder"]["kernel"], np.linalg.pinv(np.asarray(mu)),
+                             atol=1e-4)
+  np.testing.assert_array_equal(params["decoder"]["bias"], 0.0)
+  np.testing.assert_array_equal(params["encoder"]["bias"], 0.0)
+  np.testing.assert_allclose(centroids(params), mu)
+  # Init "r" is random: different centroids.
+  random_init = methods.get("cm").build(methods.resolve("cm", num_classes=5), 2).init(key, x)
+  assert not np.allclose(centroids(random_init), mu, atol=1e-2)
+
+
+def test_aecm_init_p_runs_four_phases_and_ends_with_averaging_epoch(trained):
+  ds, method, result = trained("aecm")
+  assert ds.name == "digits"
+  assert [p.name for p in method.phases] == ["pretrain", "kmeans", "cm", "joint"]
+  assert isinstance(method.phases[1], FitPhase)
+  assert all(isinstance(method.phases[i], SGDPhase) for i in (0, 2, 3))
+  assert [(r["phase"], r["epoch"]) for r in result.history] == [
+      ("pretrain", 1), ("pretrain", 2), ("kmeans", 1), ("cm", 1),
+      ("joint", 1), ("joint", 2), ("joint", 3)]  # joint 3: the averaging epoch
+  assert [r["global_epoch"] for r in result.history] == list(range(1, 8))
+  assert set(result.history[0]["terms"]) == {"loss", "mse"}
+  assert "inertia" in result.history[2]["terms"]
+  assert {"e1", "e2", "e3", "e4"} <= set(result.history[3]["terms"])
+  chex.assert_shape(result.params["cm"]["decoder"]["kernel"], (RUNS, 10, 4))
+  assert result.selected == int(np.argmin(result.terms["l_sp"]))
+
+
+def test_aecm_init_r_is_joint_training_only():
+  config = methods.resolve("aecm", num_classes=3, overrides={"epochs": 4})
+  method = methods.get("aecm").build(config, 5)
+  assert [p.name for p in method.phases] == ["joint"]
+  assert method.num_epochs == 5

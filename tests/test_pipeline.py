@@ -1,0 +1,155 @@
+"""``pipeline.fit`` on in-memory data, summaries and run directories."""
+
+from __future__ import annotations
+
+import json
+
+import chex
+import numpy as np
+import pytest
+
+from deepclust_jax import metrics, pipeline
+from deepclust_jax.data import Dataset
+from deepclust_jax.errors import ConfigError, DeepclustError, InputError
+
+QUIET = {"progress": False}
+
+
+def three_blobs(n: int = 90, seed: int = 0) -> Dataset:
+  rng = np.random.default_rng(seed)
+  y = np.arange(n) % 3
+  centres = np.array([[0.0, 2.0], [2.0, 0.0], [-2.0, -2.0]])
+  x = (centres[y] + rng.normal(size=(n, 2))).astype(np.float32)
+  return Dataset(x=x, y=y.astype(np.int32), name="three_blobs", num_classes=3)
+
+
+@pytest.fixture(scope="module")
+def kmeans_run(tmp_path_factory):
+  out = tmp_path_factory.mktemp("runs") / "kmeans"
+  ds = three_blobs()
+  report = pipeline.fit("kmeans", ds, runs=2, seed=3, overrides={"n_init": "2"}, out=out,
+                        options=QUIET)
+  return ds, report
+
+
+def test_fit_in_memory_dataset(kmeans_run):
+  ds, report = kmeans_run
+  assert (report.method, report.dataset) == ("kmeans", "three_blobs")
+  assert report.config.num_clusters == 3  # from num_classes
+  assert report.config.n_init == 2
+  chex.assert_shape(report.result.labels, (2, 90))
+  assert set(report.summary) == {"runs", "mean", "std"}  # k-means selects no run
+  assert report.summary["runs"] == 2
+  for key in pipeline.SCORES:
+    per_run = [metrics.evaluate(ds.y, l)[key] for l in report.result.labels]
+    assert report.summary["mean"][key] == pytest.approx(np.mean(per_run))
+    assert report.summary["std"][key] == pytest.approx(np.std(per_run))
+  assert 0.5 < report.summary["mean"]["ari"] < 1.0  # overlapping blobs
+
+
+def test_run_directory_contents(kmeans_run):
+  ds, report = kmeans_run
+  run_dir = report.run_dir
+  saved = json.loads((run_dir / "config.json").read_text())
+  assert saved["dataset"] == "three_blobs"
+  assert (saved["num_samples"], saved["num_features"], saved["seed"]) == (90, 2, 3)
+  assert saved["config"]["num_clusters"] == 3
+  np.testing.assert_array_equal(np.load(run_dir / "y_true.npy"), ds.y)
+  np.testing.assert_array_equal(np.load(run_dir / "labels.npy"), report.result.labels)
+  lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+  assert [l["key"] for l in lines] == ["fold_in(key(3), 0)", "fold_in(key(3), 1)"]
+  assert "three_blobs" in (run_dir / "summary.md").read_text()
+  again = pipeline.evaluate_run_dir(run_dir)
+  assert set(again) == set(report.summary)
+  for key in ("mean", "std"):
+    assert again[key] == pytest.approx(report.summary[key])
+
+
+def test_resume_with_other_settings_is_refused(kmeans_run):
+  ds, report = kmeans_run
+  with pytest.raises(InputError, match="seed differ"):
+    pipeline.fit("kmeans", ds, runs=2, seed=4, overrides={"n_init": "2"},
+                 out=report.run_dir, resume=True, options=QUIET)
+  with pytest.raises(InputError, match="already holds a run"):
+    pipeline.fit("kmeans", ds, runs=2, seed=3, overrides={"n_init": "2"},
+                 out=report.run_dir, options=QUIET)
+
+
+def test_in_memory_fit_writes_nothing(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  ds = three_blobs(60, seed=1)
+  report = pipeline.fit("cm", ds, runs=2, epochs=1, overrides={"batch_size": 20},
+                        options=QUIET)
+  assert report.run_dir is None
+  assert list(tmp_path.iterdir()) == []
+  assert len(report.result.history) == 2  # one epoch and the averaging epoch
+  # CM ranks runs by L_sp: the summary names the selected run and its scores.
+  selected = report.summary["selected"]
+  assert selected["run"] == int(np.argmin(report.result.terms["l_sp"]))
+  assert selected["acc"] == report.result.metrics[selected["run"]]["acc"]
+
+
+@pytest.mark.parametrize("bad, kind", [(np.nan, "NaN"), (np.inf, "Inf")])
+def test_non_finite_data_is_refused_before_anything_is_written(tmp_path, bad, kind):
+  ds = three_blobs(30)
+  x = ds.x.copy()
+  x[7, 1] = bad
+  bad_ds = Dataset(x=x, y=ds.y, name="bad", num_classes=3)
+  out = tmp_path / "run"
+  with pytest.raises(InputError, match=rf"{kind} values in 1 row\(s\), first at row 7"):
+    pipeline.fit("kmeans", bad_ds, out=out, options=QUIET)
+  assert not out.exists()
+
+
+@pytest.mark.parametrize("k, message", [(1, "at least 2"), (31, "larger than the number")])
+def test_bad_number_of_clusters(tmp_path, k, message):
+  out = tmp_path / "run"
+  with pytest.raises(InputError, match=message):
+    pipeline.fit("gmm", three_blobs(30), overrides={"num_clusters": k}, out=out,
+                 options=QUIET)
+  assert not out.exists()
+
+
+def test_bad_runs_and_config():
+  with pytest.raises(InputError, match="runs=0"):
+    pipeline.fit("kmeans", three_blobs(30), runs=0, options=QUIET)
+  with pytest.raises(ConfigError, match="unknown config key 'epochs' for method 'kmeans'"):
+    pipeline.fit("kmeans", three_blobs(30), epochs=3, options=QUIET)
+
+
+def test_out_path_that_is_a_file(tmp_path):
+  path = tmp_path / "file"
+  path.write_text("not a directory")
+  with pytest.raises(InputError, match="cannot create run directory"):
+    pipeline.fit("kmeans", three_blobs(30), out=path, options=QUIET)
+
+
+def test_summarize_and_format_summary():
+  scores = [{"acc": 0.5, "nmi": 0.25, "ari": 0.0}, {"acc": 0.75, "nmi": 0.75, "ari": 0.5}]
+  summary = pipeline.summarize(scores, selected=1)
+  assert summary["runs"] == 2
+  assert summary["mean"] == pytest.approx({"acc": 0.625, "nmi": 0.5, "ari": 0.25})
+  assert summary["std"] == pytest.approx({"acc": 0.125, "nmi": 0.25, "ari": 0.25})
+  assert summary["selected"] == {"run": 1, "acc": 0.75, "nmi": 0.75, "ari": 0.5}
+  text = pipeline.format_summary(summary, "# title")
+  lines = text.splitlines()
+  assert lines[0] == "# title"
+  assert "| mean ± std over 2 run(s) | 62.5 ± 12.5 | 50.0 ± 25.0 | 25.0 ± 25.0 |" in lines
+  assert "| selected run 1 (lowest L_sp) | 75.0 | 75.0 | 50.0 |" in lines
+  assert "selected" not in pipeline.format_summary(pipeline.summarize(scores, None))
+  assert pipeline.summarize([], None) == {}
+  assert "nothing to score" in pipeline.format_summary({}, "t")
+
+
+def test_evaluate_run_dir_on_a_non_run_dir(tmp_path):
+  (tmp_path / "labels.npy").write_bytes(b"")
+  with pytest.raises(DeepclustError, match=r"not a finished run directory.*y_true\.npy"):
+    pipeline.evaluate_run_dir(tmp_path)
+  with pytest.raises(DeepclustError, match="not a finished run directory"):
+    pipeline.evaluate_run_dir(tmp_path / "missing")
+
+
+def test_default_run_dir():
+  path = pipeline.default_run_dir("cm", "mnist")
+  assert path.parent.name == "runs"
+  assert path.name.startswith("cm-mnist-")
