@@ -53,9 +53,10 @@ class AECMConfig:
     batch_size, epochs: joint training; one averaging epoch follows.
     learning_rate, adam_eps: Adam(1e-3, eps=1e-3).
     lr_decay: decay the joint learning rate polynomially to 1e-4.
-    pretrain_epochs, pretrain_batch_size, pretrain_lr, pretrain_momentum:
-      autoencoder pretraining by SGD (init "p"); the learning rate is divided
-      by 10 every 33 epochs.
+    pretrain_optimizer, pretrain_epochs, pretrain_batch_size, pretrain_lr,
+      pretrain_momentum: autoencoder pretraining (init "p"); by SGD, the
+      learning rate is divided by 10 every 33 epochs; "adam" uses the joint
+      phase's Adam settings instead.
     kmeans_restarts: k-means++ restarts on the codes (init "p").
     cm_epochs: epochs of the CM alone on the codes (init "p").
   """
@@ -74,6 +75,7 @@ class AECMConfig:
   learning_rate: float = 1e-3
   adam_eps: float = 1e-3
   lr_decay: bool = False
+  pretrain_optimizer: Literal["sgd", "adam"] = "sgd"
   pretrain_epochs: int = 100
   pretrain_batch_size: int = 256
   pretrain_lr: float = 1e-2
@@ -148,7 +150,9 @@ def build(config: AECMConfig, num_features: int) -> Method:
         config.learning_rate, 1e-4, power=0.4,
         transition_steps=max(config.epochs * steps_per_epoch, 1)), config.adam_eps)
 
-  def pretrain_sgd(steps_per_epoch):
+  def pretrain_tx(steps_per_epoch):
+    if config.pretrain_optimizer == "adam":
+      return adam({"autoencoder"})
     schedule = optax.exponential_decay(config.pretrain_lr, 33 * steps_per_epoch, 0.1,
                                        staircase=True)
     return optimizer("sgd", schedule, trainable={"autoencoder"},
@@ -159,7 +163,7 @@ def build(config: AECMConfig, num_features: int) -> Method:
   phases = (joint,)
   if config.init == "p":
     phases = (
-        SGDPhase("pretrain", pretrain_loss, pretrain_sgd, config.pretrain_epochs,
+        SGDPhase("pretrain", pretrain_loss, pretrain_tx, config.pretrain_epochs,
                  config.pretrain_batch_size),
         FitPhase("kmeans", init_cm),
         SGDPhase("cm", cm_loss, adam({"cm"}), config.cm_epochs, config.batch_size),
