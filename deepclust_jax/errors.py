@@ -6,6 +6,9 @@ print its one-line message and exit non-zero instead of showing a traceback.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class DeepclustError(Exception):
   """Base class of the errors a user can cause (bad data, config or files)."""
@@ -29,3 +32,17 @@ class CheckpointError(DeepclustError):
 
 class NonFiniteError(DeepclustError):
   """Training produced NaN or Inf in a loss term."""
+
+
+def unknown(kind: str, name: str, known: Iterable[str],
+            error: type[DeepclustError] = ConfigError) -> DeepclustError:
+  """An ``error`` saying ``name`` is not a known ``kind``, with the closest match.
+
+  Example:
+    >>> str(unknown("method", "kmean", ["kmeans", "gmm"]))
+    "unknown method 'kmean' (did you mean 'kmeans'?); known: gmm, kmeans"
+  """
+  known = sorted(known)
+  close = difflib.get_close_matches(name, known, n=1)
+  hint = f" (did you mean {close[0]!r}?)" if close else ""
+  return error(f"unknown {kind} {name!r}{hint}; known: {', '.join(known)}")

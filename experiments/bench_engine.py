@@ -24,6 +24,7 @@ import argparse
 import datetime
 import functools
 import json
+import os
 import pathlib
 import time
 
@@ -39,6 +40,16 @@ WORKLOADS = {
     "cm": ("cm", {"batch_size": 111, "alpha": 177.0}),
     "ae": ("aecm", {"batch_size": 256, "alpha": 230.0, "beta": 5.0}),
 }
+
+
+def _device() -> str:
+  """The accelerator's name, or the CPU model and core count."""
+  device = jax.devices()[0]
+  if device.platform != "cpu":
+    return device.device_kind
+  model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                if l.startswith("model name")), "CPU")
+  return f"{model}, {os.cpu_count()} cores"
 
 
 def _timed(fn, *args):
@@ -127,13 +138,34 @@ def main(argv=None) -> None:
                 "full_epoch_steps": full_steps, "compile_s": r["compile_s"],
                 "epoch_s": r["epoch_s"] * scale,
                 "steps_per_s": steps * runs / r["epoch_s"],
-                "device": jax.devices()[0].device_kind, "jax": jax.__version__,
+                "device": _device(), "jax": jax.__version__,
                 "date": datetime.date.today().isoformat()}
       records.append(record)
       print(json.dumps(record), flush=True)
   with open(args.out, "a") as f:
     for r in records:
       f.write(json.dumps(r) + "\n")
+  lines = pathlib.Path(args.out).read_text().splitlines()
+  (RESULTS / "engine.md").write_text(to_markdown([json.loads(l) for l in lines if l]))
+
+
+def to_markdown(records: list[dict]) -> str:
+  """The table of experiments/results/engine.md, one row per measurement."""
+  out = ["# Engine benchmark", "",
+         "Measured by `python experiments/bench_engine.py --data-dir ../shared/datasets "
+         "--workloads cm` and `... --workloads ae --steps 30` (see the script's "
+         "docstring). `epoch s` is per full MNIST epoch (extrapolated linearly from "
+         "`steps` measured steps when fewer than the epoch's); `steps/s` counts the "
+         "steps of all runs. Compile seconds are measured separately (AOT "
+         "`lower().compile()`), epoch times are medians of the repeats after a "
+         "warm-up epoch.", "",
+         "| workload | loop | runs | steps measured / epoch | compile s | epoch s | "
+         "steps/s | device | jax | date |", "|---|---|---|---|---|---|---|---|---|---|"]
+  for r in records:
+    out.append(f"| {r['workload']} | {r['kind']} | {r['runs']} | {r['steps']} / "
+               f"{r['full_epoch_steps']} | {r['compile_s']:.2f} | {r['epoch_s']:.2f} | "
+               f"{r['steps_per_s']:.0f} | {r['device']} | {r['jax']} | {r['date']} |")
+  return "\n".join(out) + "\n"
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ wall time and hardware. Run directories go to ``runs/<name>/`` (not in git).
 
 Usage:
   python experiments/reproduce.py CONFIG [--rows SUBSTRING ...] [--runs N]
-      [--epochs E] [--data-dir DIR] [--chunk-runs N] [--quiet]
+      [--epochs E] [--set key=value ...] [--data-dir DIR] [--chunk-runs N] [--quiet]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import sys
 
 import jax
 
-from deepclust_jax import pipeline
+from deepclust_jax import methods, pipeline
 
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--rows", nargs="*", help="run only rows whose label contains one of these")
   p.add_argument("--runs", type=int)
   p.add_argument("--epochs", type=int)
+  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="override a config value of every row (e.g. a shorter pretraining)")
   p.add_argument("--data-dir")
   p.add_argument("--chunk-runs", type=int)
   p.add_argument("--quiet", action="store_true")
@@ -114,25 +116,30 @@ def main(argv: list[str] | None = None) -> None:
   name = config["name"]
   runs = args.runs or config["runs"]
   epochs = args.epochs or config.get("epochs")
+  extra = methods.parse_overrides(args.set)
   records = read_records(name)
   for row in config["rows"]:
     if args.rows and not any(s in row["label"] for s in args.rows):
       continue
+    tag = "".join(f"-{k}{v}" for k, v in sorted(extra.items()))
     out = (pathlib.Path("runs") / name
-           / f"{row['label'].replace(' ', '_').replace('^', '')}-r{runs}-e{epochs}")
-    command = ["python", "experiments/reproduce.py", args.config, "--rows", row["label"],
-               "--runs", str(runs)] + (["--epochs", str(epochs)] if epochs else [])
+           / f"{row['label'].replace(' ', '_').replace('^', '')}-r{runs}-e{epochs}{tag}")
+    command = (["python", "experiments/reproduce.py", args.config, "--rows", row["label"],
+                "--runs", str(runs)] + (["--epochs", str(epochs)] if epochs else [])
+               + [f"--set={pair}" for pair in args.set])
     print(f"== {row['label']}: {runs} run(s)", flush=True)
     start = datetime.datetime.now()
     report = pipeline.fit(
         row["method"], row["dataset"], runs=runs, seed=config.get("seed", 0),
-        epochs=epochs, overrides=row.get("overrides"), data_dir=args.data_dir,
+        epochs=epochs, overrides={**row.get("overrides", {}), **extra},
+        data_dir=args.data_dir,
         out=out, resume=(out / "config.json").exists(),
         options={"progress": not args.quiet, "chunk_runs": args.chunk_runs,
                  "eval_every": config.get("eval_every", 1)})
     seconds = (datetime.datetime.now() - start).total_seconds()
     record = {"label": row["label"], "runs": runs,
               "epochs": report.config.epochs, "seconds": seconds,
+              "overrides": extra,
               "hardware": hardware(), "date": start.date().isoformat(),
               "command": shlex.join(command), **report.summary}
     print(pipeline.format_summary(report.summary, row["label"]), flush=True)

@@ -218,7 +218,7 @@ def test_resume_with_other_config_is_refused(cm_five, capsys, tmp_path):
     (["fit", "kmeans", "--dataset", "iris", "--set", "num_clusters=1000"],
      "K=1000 is larger than the number of samples N=150"),
     (["fit", "cm", "--dataset", "iris", "--set", "alpah=3"],
-     "unknown config key 'alpah' for method 'cm' (did you mean 'alpha'?)"),
+     "unknown cm config key 'alpah' (did you mean 'alpha'?)"),
     (["fit", "cm", "--dataset", "iris", "--set", "alpha=abc"],
      "alpha='abc' is not a valid float"),
     (["fit", "cm", "--dataset", "iris", "--set", "alpha"],

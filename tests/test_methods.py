@@ -134,7 +134,7 @@ def test_tuple_of_int_from_string_and_json_list():
     ("init", "q", r"not one of \['r', 'p'\]"),
     ("terms", "e1,e9", "unknown CM loss terms"),
     ("alpha", "-1", "must be positive"),
-    ("alpah", "3", r"unknown config key 'alpah'.*did you mean 'alpha'"),
+    ("alpah", "3", r"unknown cm config key 'alpah'.*did you mean 'alpha'"),
 ])
 def test_bad_overrides_raise_config_error(key, text, message):
   with pytest.raises(ConfigError, match=message):

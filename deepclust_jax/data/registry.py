@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import os
 import types
@@ -29,7 +28,7 @@ import numpy as np
 
 from deepclust_jax.data import bundled, files, synthetic
 from deepclust_jax.data.sources import InMemory, LocalFiles, Newsgroups, Source, Tfds, data_roots
-from deepclust_jax.errors import DatasetError
+from deepclust_jax.errors import DatasetError, unknown
 
 SPLITS = ("all", "train", "test")
 
@@ -275,9 +274,7 @@ def names() -> list[str]:
 def get(name: str) -> DatasetSpec:
   """The spec registered as ``name``; :class:`DatasetError` lists the others."""
   if name not in DATASETS:
-    close = difflib.get_close_matches(name, DATASETS, n=3)
-    hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
-    raise DatasetError(f"unknown dataset {name!r}{hint}; known datasets: {', '.join(DATASETS)}")
+    raise unknown("dataset", name, DATASETS, DatasetError)
   return DATASETS[name]
 
 

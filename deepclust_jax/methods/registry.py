@@ -9,14 +9,13 @@ preset for the dataset (``deepclust_jax.configs.paper``), then the user's
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from deepclust_jax.engine import Method
-from deepclust_jax.errors import ConfigError
+from deepclust_jax.errors import ConfigError, unknown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,9 +53,7 @@ def names() -> list[str]:
 def get(name: str) -> MethodSpec:
   """The spec registered as ``name``; :class:`ConfigError` lists the others."""
   if name not in _REGISTRY:
-    close = difflib.get_close_matches(name, _REGISTRY, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ConfigError(f"unknown method {name!r}{hint}; known methods: {', '.join(names())}")
+    raise unknown("method", name, _REGISTRY)
   return _REGISTRY[name]
 
 
@@ -125,10 +122,7 @@ def resolve(name: str, *, dataset: str | None = None, num_classes: int | None = 
   values: dict[str, Any] = dict(spec.presets.get(dataset, {})) if dataset else {}
   for key, value in (overrides or {}).items():
     if key not in hints:
-      close = difflib.get_close_matches(key, hints, n=1)
-      hint = f" (did you mean {close[0]!r}?)" if close else ""
-      raise ConfigError(f"unknown config key {key!r} for method {name!r}{hint}; "
-                        f"valid keys: {', '.join(sorted(hints))}")
+      raise unknown(f"{name} config key", key, hints)
     values[key] = value
   values = {k: _coerce(v, hints[k], k) for k, v in values.items()}
   if not values.get("num_clusters") and num_classes:
