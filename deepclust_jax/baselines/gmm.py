@@ -92,9 +92,11 @@ def gaussian_log_prob(x: jax.Array, mu: jax.Array, covariances: jax.Array,
   num_features = x.shape[1]
   if covariance == "full":
     chol = jnp.linalg.cholesky(covariances)
-    whitened = jax.vmap(lambda c, m: jax.scipy.linalg.solve_triangular(c, (x - m).T, lower=True))(
-        chol, mu)  # (K, d, N)
-    maha = jnp.sum(jnp.square(whitened), axis=1).T
+
+    def whiten(chol_k, mu_k):  # L_k^-1 (x_n - mu_k) for every n, as (d, N)
+      return jax.scipy.linalg.solve_triangular(chol_k, (x - mu_k).T, lower=True)
+
+    maha = jnp.sum(jnp.square(jax.vmap(whiten)(chol, mu)), axis=1).T
     log_det = 2 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=1, axis2=2)), axis=1)
   elif covariance == "diag":
     maha = sq_distances(x, mu, precision=1 / covariances)
