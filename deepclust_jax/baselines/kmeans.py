@@ -20,9 +20,9 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from deepclust_jax.errors import ConfigError, InputError
+from deepclust_jax.validation import check_data, check_num_clusters
 
 # Distances subtract large, nearly equal terms; TF32 or bf16 matmuls (the GPU
 # and TPU defaults) would lose most of the digits of the difference.
@@ -68,43 +68,7 @@ def check_inputs(x: Any, K: int | None = None) -> jax.Array:
     >>> check_inputs([[0, 1], [1, 0], [2, 2]], K=2).dtype
     dtype('float32')
   """
-  try:
-    x = jnp.asarray(x)
-  except (TypeError, ValueError) as e:  # ragged lists, strings, objects
-    raise InputError(f"data cannot be read as a numeric array: {e}") from e
-  if x.ndim != 2:
-    raise InputError(f"data must be a 2-D array (samples x features), got shape {x.shape}")
-  num_samples, num_features = x.shape
-  if num_samples == 0 or num_features == 0:
-    raise InputError(f"data is empty: shape {x.shape}")
-  if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)
-          or x.dtype == jnp.bool_):
-    raise InputError(f"data must be real numbers, got dtype {x.dtype}")
-  if K is not None:
-    _check_num_clusters(K, num_samples)
-  x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-  try:
-    finite = bool(jnp.isfinite(x).all())
-  except jax.errors.ConcretizationTypeError:
-    return x  # traced: the values exist only at run time
-  if not finite:
-    host = np.asarray(x)
-    rows = np.flatnonzero(~np.isfinite(host).all(axis=1))
-    kind = "NaN" if np.isnan(host[rows[0]]).any() else "Inf"
-    raise InputError(f"data contains {kind} values in {rows.size} row(s), first at row "
-                     f"{rows[0]}; remove or impute them before clustering")
-  return x
-
-
-def _check_num_clusters(K: Any, num_samples: int) -> None:
-  """Raises :class:`InputError` unless K is an integer with 2 <= K <= N."""
-  if not isinstance(K, numbers.Integral) or isinstance(K, bool):
-    raise InputError(f"number of clusters K must be an integer, got {K!r}")
-  if K < 2:
-    raise InputError(f"number of clusters K={K} must be at least 2")
-  if K > num_samples:
-    raise InputError(f"number of clusters K={K} is larger than the number of "
-                     f"samples N={num_samples}")
+  return jnp.asarray(check_data(x, K))
 
 
 def _check_centroids(mu: Any, num_features: int) -> jax.Array:
@@ -316,7 +280,7 @@ def lloyd(x: Any, mu: Any, num_iters: int = 100, tol: float = 1e-4) -> KMeansRes
   """
   x = check_inputs(x)
   mu = _check_centroids(mu, x.shape[1])
-  _check_num_clusters(mu.shape[0], x.shape[0])
+  check_num_clusters(mu.shape[0], x.shape[0])
   check_count("num_iters", num_iters, minimum=0)
   check_nonnegative("tol", tol)
   return _lloyd(x, mu, num_iters, tol)
