@@ -55,7 +55,8 @@ def check_data(x: Any, num_clusters: int | None = None) -> Any:
     raise InputError(f"data must be numeric (real numbers), got dtype {x.dtype}")
   if num_clusters is not None:
     check_num_clusters(num_clusters, x.shape[0])
-  x = x.astype(np.promote_types(x.dtype, np.float32))
+  floating = np.issubdtype(x.dtype, np.floating)
+  x = x.astype(np.promote_types(x.dtype, np.float32) if floating else np.float32)
   if isinstance(x, jax.core.Tracer):
     return x
   finite = np.isfinite(x)

@@ -113,7 +113,7 @@ def test_bad_number_of_clusters(tmp_path, k, message):
 def test_bad_runs_and_config():
   with pytest.raises(InputError, match="runs=0"):
     pipeline.fit("kmeans", three_blobs(30), runs=0, options=QUIET)
-  with pytest.raises(ConfigError, match="unknown config key 'epochs' for method 'kmeans'"):
+  with pytest.raises(ConfigError, match="unknown kmeans config key 'epochs'"):
     pipeline.fit("kmeans", three_blobs(30), epochs=3, options=QUIET)
 
 
