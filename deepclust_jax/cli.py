@@ -3,7 +3,8 @@
     deepclust datasets
     deepclust methods
     deepclust fit METHOD --dataset NAME [--runs N] [--epochs E] [--seed S]
-                  [--out DIR] [--data-dir D] [--set key=value ...] [--resume]
+                  [--init r|p] [--out DIR] [--data-dir D] [--set key=value ...]
+                  [--resume]
     deepclust evaluate RUN_DIR
 
 Errors a user can cause (unknown names, bad values, bad data, corrupt files)
@@ -36,9 +37,12 @@ def _methods(args: argparse.Namespace) -> None:
 def _fit(args: argparse.Namespace) -> None:
   from deepclust_jax import methods, pipeline
   out = args.out or pipeline.default_run_dir(args.method, args.dataset)
+  overrides = methods.parse_overrides(args.set)
+  if args.init is not None:
+    overrides["init"] = args.init
   report = pipeline.fit(
       args.method, args.dataset, runs=args.runs, seed=args.seed, epochs=args.epochs,
-      overrides=methods.parse_overrides(args.set), data_dir=args.data_dir, out=out,
+      overrides=overrides, data_dir=args.data_dir, out=out,
       resume=args.resume,
       options={"chunk_runs": args.chunk_runs, "eval_every": args.eval_every,
                "checkpoint_every": args.checkpoint_every, "progress": not args.quiet})
@@ -80,6 +84,8 @@ def parser() -> argparse.ArgumentParser:
   f.add_argument("--seed", type=int, default=0)
   f.add_argument("--out", help="run directory (default runs/METHOD-DATASET-TIME)")
   f.add_argument("--data-dir", help="look for dataset files here first")
+  f.add_argument("--init", choices=["r", "p"],
+                 help="CM/AE-CM initialisation: r random, p pretrained (= --set init=...)")
   f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="override a config value (repeatable)")
   f.add_argument("--resume", action="store_true", help="continue from the last checkpoint")

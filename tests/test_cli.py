@@ -281,3 +281,13 @@ def test_interrupt_exits_130_with_resume_hint(capsys, monkeypatch):
   code, _, err = run(capsys, "fit", "kmeans", "--dataset", "iris", "--quiet")
   assert code == 130
   assert "--resume" in err
+
+
+def test_init_flag_is_shorthand_for_set_init(capsys, tmp_path):
+  code, _, err = run(capsys, "fit", "cm", "--dataset", "iris", "--epochs", "1", "--init", "p",
+                     "--out", str(tmp_path / "run"), "--quiet")
+  assert code == 0, err
+  assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["init"] == "p"
+  code, _, err = run(capsys, "fit", "kmeans", "--dataset", "iris", "--init", "p",
+                     "--out", str(tmp_path / "km"), "--quiet")
+  assert code == 2 and "unknown kmeans config key 'init'" in err
