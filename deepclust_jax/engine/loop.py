@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm.auto as tqdm
+import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from deepclust_jax import metrics
