@@ -8,6 +8,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
@@ -249,3 +250,23 @@ def test_aecm_init_r_is_joint_training_only():
   method = methods.get("aecm").build(config, 5)
   assert [p.name for p in method.phases] == ["joint"]
   assert method.num_epochs == 5
+
+
+def test_polynomial_decay_matches_optax_and_stays_finite_past_its_end():
+  from deepclust_jax.methods.common import polynomial_decay
+  ours = jax.jit(jax.vmap(polynomial_decay(1e-3, 1e-4, 0.4, 34)))
+  reference = optax.polynomial_schedule(1e-3, 1e-4, power=0.4, transition_steps=34)
+  counts = jnp.arange(0, 60, dtype=jnp.int32)
+  values = ours(counts)
+  assert np.all(np.isfinite(values))
+  np.testing.assert_allclose(values[:34], [reference(int(c)) for c in counts[:34]], rtol=1e-5)
+  np.testing.assert_allclose(values[34:], 1e-4, rtol=1e-6)
+
+
+def test_aecm_with_lr_decay_survives_the_averaging_epoch():
+  ds = data.load("digits")
+  config = methods.aecm.AECMConfig(num_clusters=10, epochs=1, batch_size=200, lr_decay=True,
+                              hidden=(32,), latent=5)
+  result = train(methods.aecm.build(config, ds.x.shape[1]), ds.x[:600],
+                 options=TrainOptions(runs=1, progress=False))
+  assert np.all(np.isfinite(result.terms["loss"]))

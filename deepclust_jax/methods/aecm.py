@@ -11,11 +11,12 @@ sets the CM by the pseudo-inverse trick, the CM alone is trained on the
 epoch; runs are ranked by L_sp = E2 + E3 of the CM on the codes.
 
 Where the paper is silent, the defaults follow the authors' public code:
-pretraining by SGD with momentum 0.9 and batches of 256 for 100 epochs, the
-learning rate divided by 10 every 33 epochs; k-means with 20 restarts on the
-codes; 100 epochs of the CM alone; and, for the datasets where their code
-does so (``lr_decay`` in the presets), a polynomial decay of Adam's learning
-rate from 1e-3 to 1e-4 (power 0.4) over the joint epochs.
+pretraining by SGD with momentum 0.9 and batches of 256 for 100 epochs;
+k-means with 20 restarts on the codes; 100 epochs of the CM alone; constant
+learning rates. That code names two schedules its optimiser parser never
+applies; they are opt-in here: ``lr_decay`` (Adam's rate from 1e-3 to 1e-4,
+power 0.4, over the joint epochs) and ``pretrain_lr_decay`` (the SGD rate
+divided by 10 every 33 epochs).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from deepclust_jax.configs import paper
 from deepclust_jax.engine import FitPhase, Method, SGDPhase, predict_in_chunks
 from deepclust_jax.methods import registry
 from deepclust_jax.methods.cm import concentration
-from deepclust_jax.methods.common import optimizer, require
+from deepclust_jax.methods.common import optimizer, polynomial_decay, require
 from deepclust_jax.models import (Autoencoder, ClusteringModule, centroids,
                                   params_from_centroids)
 
@@ -54,9 +55,9 @@ class AECMConfig:
     learning_rate, adam_eps: Adam(1e-3, eps=1e-3).
     lr_decay: decay the joint learning rate polynomially to 1e-4.
     pretrain_optimizer, pretrain_epochs, pretrain_batch_size, pretrain_lr,
-      pretrain_momentum: autoencoder pretraining (init "p"); by SGD, the
-      learning rate is divided by 10 every 33 epochs; "adam" uses the joint
-      phase's Adam settings instead.
+      pretrain_momentum: autoencoder pretraining (init "p") by SGD; "adam"
+      uses the joint phase's Adam settings instead.
+    pretrain_lr_decay: divide the SGD pretraining rate by 10 every 33 epochs.
     kmeans_restarts: k-means++ restarts on the codes (init "p").
     cm_epochs: epochs of the CM alone on the codes (init "p").
   """
@@ -80,6 +81,7 @@ class AECMConfig:
   pretrain_batch_size: int = 256
   pretrain_lr: float = 1e-2
   pretrain_momentum: float = 0.9
+  pretrain_lr_decay: bool = False
   kmeans_restarts: int = 20
   cm_epochs: int = 100
 
@@ -146,15 +148,16 @@ def build(config: AECMConfig, num_features: int) -> Method:
   def joint_adam(steps_per_epoch):
     if not config.lr_decay:
       return adam()
-    return optimizer("adam", optax.polynomial_schedule(
-        config.learning_rate, 1e-4, power=0.4,
-        transition_steps=max(config.epochs * steps_per_epoch, 1)), config.adam_eps)
+    return optimizer("adam", polynomial_decay(
+        config.learning_rate, 1e-4, 0.4, max(config.epochs * steps_per_epoch, 1)),
+        config.adam_eps)
 
   def pretrain_tx(steps_per_epoch):
     if config.pretrain_optimizer == "adam":
       return adam({"autoencoder"})
-    schedule = optax.exponential_decay(config.pretrain_lr, 33 * steps_per_epoch, 0.1,
-                                       staircase=True)
+    schedule = (optax.exponential_decay(config.pretrain_lr, 33 * steps_per_epoch, 0.1,
+                                        staircase=True)
+                if config.pretrain_lr_decay else config.pretrain_lr)
     return optimizer("sgd", schedule, trainable={"autoencoder"},
                      momentum=config.pretrain_momentum)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+import jax.numpy as jnp
 import optax
 
 from deepclust_jax.errors import ConfigError
@@ -24,6 +25,22 @@ def optimizer(name: str, learning_rate: optax.ScalarOrSchedule, eps: float = 1e-
   return optax.multi_transform(
       {"train": tx, "frozen": optax.set_to_zero()},
       lambda params: {k: "train" if k in trainable else "frozen" for k in params})
+
+
+def polynomial_decay(init_value: float, end_value: float, power: float,
+                     transition_steps: int) -> optax.Schedule:
+  """``end + (init - end) (1 - t/T)^power`` for t < T, then ``end``.
+
+  ``optax.polynomial_schedule`` computes the same, but under ``jit`` on CPU
+  ``1 - T/T`` can round to -4e-9, and a negative base to a fractional power
+  is NaN from step T on; clipping the base at 0 keeps the schedule finite.
+  """
+
+  def schedule(count):
+    frac = jnp.clip(1.0 - count / transition_steps, 0.0, 1.0)
+    return end_value + (init_value - end_value) * frac**power
+
+  return schedule
 
 
 def require(condition: bool, message: str) -> None:
