@@ -28,6 +28,7 @@ import sys
 import jax
 
 from deepclust_jax import methods, pipeline
+from deepclust_jax.errors import NonFiniteError
 
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -86,6 +87,11 @@ def to_markdown(config: dict, records: list[dict]) -> str:
     r = by_label.get(row["label"])
     if r is None:
       continue
+    if "failed" in r:
+      lines.append(f"| {row['label']} | {r['runs']} | {r['epochs']} | failed: "
+                   f"{r['failed']} |" + " |" * (2 * len(scores))
+                   + f" {r['seconds']:.0f} | `{r['command']}` |")
+      continue
     cells = []
     for s in scores:
       ours = _cell(100 * r["mean"][s], 100 * r["std"][s])
@@ -139,7 +145,7 @@ def write_report() -> None:
   (RESULTS / "cm_aecm.md").write_text("\n".join(parts))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("config")
   p.add_argument("--rows", nargs="*", help="run only rows whose label contains one of these")
@@ -157,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
   epochs = args.epochs or config.get("epochs")
   extra = methods.parse_overrides(args.set)
   records = read_records(name)
+  failures = 0
   for row in config["rows"]:
     if args.rows and not any(s in row["label"] for s in args.rows):
       continue
@@ -168,24 +175,30 @@ def main(argv: list[str] | None = None) -> None:
                + [f"--set={pair}" for pair in args.set])
     print(f"== {row['label']}: {runs} run(s)", flush=True)
     start = datetime.datetime.now()
-    report = pipeline.fit(
-        row["method"], row["dataset"], runs=runs, seed=config.get("seed", 0),
-        epochs=epochs, overrides={**row.get("overrides", {}), **extra},
-        data_dir=args.data_dir,
-        out=out, resume=(out / "config.json").exists(),
-        options={"progress": not args.quiet, "chunk_runs": args.chunk_runs,
-                 "eval_every": config.get("eval_every", 1)})
-    seconds = (datetime.datetime.now() - start).total_seconds()
-    record = {"label": row["label"], "runs": runs,
-              "epochs": report.config.epochs, "seconds": seconds,
-              "overrides": extra,
+    record = {"label": row["label"], "runs": runs, "epochs": epochs, "overrides": extra,
               "hardware": hardware(), "date": start.date().isoformat(),
-              "command": shlex.join(command), **report.summary}
-    print(pipeline.format_summary(report.summary, row["label"]), flush=True)
+              "command": shlex.join(command)}
+    try:
+      report = pipeline.fit(
+          row["method"], row["dataset"], runs=runs, seed=config.get("seed", 0),
+          epochs=epochs, overrides={**row.get("overrides", {}), **extra},
+          data_dir=args.data_dir,
+          out=out, resume=(out / "config.json").exists(),
+          options={"progress": not args.quiet, "chunk_runs": args.chunk_runs,
+                   "eval_every": config.get("eval_every", 1)})
+    except NonFiniteError as e:  # A diverged row is a result too; go on with the others.
+      record["failed"] = str(e)
+      failures += 1
+      print(f"{row['label']}: FAILED: {e}", flush=True)
+    else:
+      record.update(epochs=report.config.epochs, **report.summary)
+      print(pipeline.format_summary(report.summary, row["label"]), flush=True)
+    record["seconds"] = (datetime.datetime.now() - start).total_seconds()
     records = [r for r in records if r["label"] != row["label"]] + [record]
     write_records(name, records)
   (RESULTS / f"{name}.md").write_text(to_markdown(config, records))
   write_report()
+  return 1 if failures else 0
 
 
 if __name__ == "__main__":
