@@ -123,7 +123,7 @@ pretraining). Differences that are ours, not the paper's:
 * AE-CM follows Table 13 and 150 epochs (Appendix 3 and the design note; the
   paper's Sect. 5.1 says deep models train for 1000 epochs, the authors' code
   defaults to 1000). At constant learning rates, as the authors' code runs,
-  randomly initialised AE-CM sits for 50-70 epochs on a plateau of uniform
+  randomly initialised AE-CM sits for 40-70 epochs on a plateau of uniform
   responsibilities (L_sp near its maximum 0.9 B per batch) before the clusters
   separate (`runs/aecm_table5/*/history.jsonl` has the curves), so rows cut
   short of 150 epochs understate it.
