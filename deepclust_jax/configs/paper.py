@@ -51,5 +51,5 @@ AECM = {
 # digits in about a minute on 2 CPU cores). Random initialisation collapses to
 # uniform responsibilities on digits with these values, so it uses "p".
 AECM["digits"] = {"init": "p", "alpha": 13.0, "beta": 0.5, "batch_size": 100,
-                  "epochs": 50, "pretrain_optimizer": "adam", "pretrain_epochs": 20,
-                  "pretrain_batch_size": 100, "cm_epochs": 5}
+                  "epochs": 50, "pretrain_epochs": 20, "pretrain_batch_size": 100,
+                  "pretrain_momentum": 0.0, "cm_epochs": 5}
