@@ -1,4 +1,4 @@
-"""Pieces several methods share: optimisers with frozen parts, range checks."""
+"""Pieces several methods share: optimisers with frozen parts, a schedule, range checks."""
 
 from __future__ import annotations
 
