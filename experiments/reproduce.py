@@ -125,8 +125,8 @@ pretraining). Differences that are ours, not the paper's:
   defaults to 1000). At constant learning rates, as the authors' code runs,
   randomly initialised AE-CM sits for 40-70 epochs on a plateau of uniform
   responsibilities (L_sp near its maximum 0.9 B per batch) before the clusters
-  separate (`runs/aecm_table5/*/history.jsonl` has the curves), so rows cut
-  short of 150 epochs understate it.
+  separate (`aecm_plateau.md` tabulates it; on USPS E2 still falls at epoch
+  150), so rows cut short of 150 epochs understate it.
 """
 
 
