@@ -270,3 +270,26 @@ def test_aecm_with_lr_decay_survives_the_averaging_epoch():
   result = train(methods.aecm.build(config, ds.x.shape[1]), ds.x[:600],
                  options=TrainOptions(runs=1, progress=False))
   assert np.all(np.isfinite(result.terms["loss"]))
+
+
+@pytest.mark.parametrize("init", ["r", "p"])
+@pytest.mark.parametrize("name", ["cm", "aecm"])
+def test_cm_and_aecm_build_and_trace_for_every_registered_dataset(name, init):
+  """Each dataset's preset is a valid config and every phase traces at its width."""
+  key = jax.random.key(0)
+  for dataset in data.names():
+    spec = data.get(dataset)
+    width = spec.num_features or 2000  # 20news: at most 2,000 words
+    config = methods.resolve(name, dataset=dataset, num_classes=spec.num_classes,
+                             overrides={"init": init})
+    assert config.num_clusters == spec.num_classes, dataset
+    method = methods.get(name).build(config, width)
+    x = jax.ShapeDtypeStruct((64, width), jnp.float32)
+    params = jax.eval_shape(method.init, key, x)
+    for phase in method.phases:
+      if isinstance(phase, FitPhase):
+        params, _ = jax.eval_shape(phase.update, params, x, key)
+        continue
+      loss, terms = jax.eval_shape(phase.loss, params, x, key)
+      assert loss.shape == () and loss.dtype == jnp.float32, (dataset, phase.name)
+      assert all(t.shape == () for t in terms.values()), (dataset, phase.name)
