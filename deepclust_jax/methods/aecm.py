@@ -150,11 +150,10 @@ def build(config: AECMConfig, num_features: int) -> Method:
     return optimizer("adam", config.learning_rate, config.adam_eps, trainable)
 
   def joint_adam(steps_per_epoch):
-    if not config.lr_decay:
-      return adam()
-    return optimizer("adam", polynomial_decay(
-        config.learning_rate, 1e-4, 0.4, max(config.epochs * steps_per_epoch, 1)),
-        config.adam_eps)
+    schedule = (polynomial_decay(config.learning_rate, 1e-4, 0.4,
+                                 max(config.epochs * steps_per_epoch, 1))
+                if config.lr_decay else config.learning_rate)
+    return optimizer("adam", schedule, config.adam_eps)
 
   def pretrain_tx(steps_per_epoch):
     if config.pretrain_optimizer == "adam":
