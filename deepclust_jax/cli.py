@@ -4,7 +4,7 @@
     deepclust methods
     deepclust fit METHOD --dataset NAME [--runs N] [--epochs E] [--seed S]
                   [--init r|p] [--out DIR] [--data-dir D] [--set key=value ...]
-                  [--resume]
+                  [--resume] [--shared-order] [--eval-every N]
     deepclust evaluate RUN_DIR
 
 Errors a user can cause (unknown names, bad values, bad data, corrupt files)
@@ -44,8 +44,9 @@ def _fit(args: argparse.Namespace) -> None:
       args.method, args.dataset, runs=args.runs, seed=args.seed, epochs=args.epochs,
       overrides=overrides, data_dir=args.data_dir, out=out,
       resume=args.resume,
-      options={"chunk_runs": args.chunk_runs, "eval_every": args.eval_every,
-               "checkpoint_every": args.checkpoint_every, "progress": not args.quiet})
+      options={"chunk_runs": args.chunk_runs, "shared_order": args.shared_order,
+               "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every,
+               "progress": not args.quiet})
   title = f"{args.method} on {report.dataset} ({args.runs} run(s), seed {args.seed})"
   print(pipeline.format_summary(report.summary, title))
   print(f"run directory: {report.run_dir}")
@@ -90,7 +91,10 @@ def parser() -> argparse.ArgumentParser:
                  help="override a config value (repeatable)")
   f.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
   f.add_argument("--chunk-runs", type=_positive, help="train at most this many runs at once")
-  f.add_argument("--eval-every", type=_positive, default=1, help="score every N epochs")
+  f.add_argument("--shared-order", action="store_true",
+                 help="all runs visit the batches in the same order (faster for many runs)")
+  f.add_argument("--eval-every", type=_positive, default=10,
+                 help="score every N epochs (and at the end of each phase)")
   f.add_argument("--checkpoint-every", type=_positive, default=10)
   f.add_argument("--quiet", action="store_true", help="no progress bar")
   f.set_defaults(run=_fit)

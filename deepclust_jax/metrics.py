@@ -215,5 +215,20 @@ def evaluate(y_true: Any, y_pred: Any) -> dict[str, float]:
     >>> {k: round(v, 3) for k, v in evaluate([0, 0, 1, 1], [0, 0, 0, 1]).items()}
     {'acc': 0.75, 'nmi': 0.344, 'ari': 0.0}
   """
-  counts = contingency_matrix(y_true, y_pred)
+  return from_contingency(contingency_matrix(y_true, y_pred))
+
+
+def from_contingency(counts: Any) -> dict[str, float]:
+  """ACC, NMI (arithmetic) and ARI from a (classes, clusters) count matrix.
+
+  Rows and columns without samples are ignored, so a table counted on the
+  device over all K clusters and C classes gives the same scores as
+  :func:`evaluate` on the labels.
+
+  Example:
+    >>> {k: round(v, 3) for k, v in from_contingency([[2, 0, 0], [1, 1, 0]]).items()}
+    {'acc': 0.75, 'nmi': 0.344, 'ari': 0.0}
+  """
+  counts = np.asarray(counts)
+  counts = counts[counts.sum(axis=1) > 0][:, counts.sum(axis=0) > 0]
   return {"acc": _acc(counts), "nmi": _nmi(counts, "arithmetic"), "ari": _ari(counts)}

@@ -23,7 +23,8 @@ import numpy as np
 
 from deepclust_jax import data as data_lib
 from deepclust_jax import methods
-from deepclust_jax.engine import TrainOptions, TrainResult, train
+from deepclust_jax.engine import (TrainOptions, TrainResult, collapsed_runs, select_run,
+                                  train)
 from deepclust_jax.errors import DeepclustError, InputError
 from deepclust_jax.metrics import evaluate
 from deepclust_jax.validation import check_data
@@ -73,7 +74,7 @@ def fit(
     out: run directory; ``None`` keeps everything in memory.
     resume: continue the run in ``out`` from its last checkpoint.
     options: extra :class:`~deepclust_jax.engine.TrainOptions` fields
-      (chunk_runs, checkpoint_every, eval_every, progress, mesh).
+      (chunk_runs, shared_order, checkpoint_every, eval_every, progress, mesh).
 
   Example:
     >>> report = fit("kmeans", "iris", runs=2, options={"progress": False})
@@ -89,12 +90,13 @@ def fit(
                            overrides=overrides)
   if runs < 1:
     raise InputError(f"runs={runs} must be at least 1")
-  model = methods.get(method).build(config, ds.x.shape[1])
+  model = methods.get(method).build(config, ds.sample_shape)
   train_options = TrainOptions(runs=runs, seed=seed, **dict(options or {}))
   run_dir = pathlib.Path(out) if out is not None else None
   resolved = {
       "method": method, "dataset": ds.name, "num_samples": int(ds.x.shape[0]),
-      "num_features": int(ds.x.shape[1]), "runs": runs, "seed": seed,
+      "num_features": int(ds.x.shape[1]), "sample_shape": list(ds.sample_shape),
+      "runs": runs, "seed": seed, "select_by": model.select_by,
       "config": dataclasses.asdict(config),
       "options": {k: v for k, v in dataclasses.asdict(train_options).items()
                   if k not in ("mesh", "progress")},
@@ -115,7 +117,7 @@ def fit(
   result = train(model, ds.x, ds.y, options=train_options, run_dir=run_dir,
                  resume=resume, fingerprint={"config": resolved["config"],
                                              "dataset": ds.name})
-  summary = summarize(result.metrics, result.selected)
+  summary = summarize(result.metrics, result.selected, model.select_by, result.collapsed)
   if run_dir is not None:
     _write_run_dir(run_dir, resolved, result, ds.y, summary)
   return FitReport(method, ds.name, config, result, summary, run_dir)
@@ -136,18 +138,20 @@ def _check_resumable(run_dir: pathlib.Path, resolved: dict, resume: bool) -> Non
                      "this command's")
 
 
-def summarize(scores: Sequence[Mapping[str, float]] | None,
-              selected: int | None) -> dict[str, Any]:
-  """Mean and std over runs of each score, and the selected run's scores."""
+def summarize(scores: Sequence[Mapping[str, float]] | None, selected: int | None,
+              select_by: str | None = None,
+              collapsed: Sequence[int] = ()) -> dict[str, Any]:
+  """Mean and std over runs of each score, the selected run and the collapsed runs."""
   if not scores:
     return {}
   table = {k: np.array([s[k] for s in scores]) for k in SCORES}
   summary = {"runs": len(scores),
              "mean": {k: float(v.mean()) for k, v in table.items()},
-             "std": {k: float(v.std()) for k, v in table.items()}}
+             "std": {k: float(v.std()) for k, v in table.items()},
+             "collapsed": [int(r) for r in collapsed]}
   if selected is not None:
-    summary["selected"] = {"run": selected, **{k: float(table[k][selected])
-                                               for k in SCORES}}
+    summary["selected"] = {"run": selected, "by": select_by,
+                           **{k: float(table[k][selected]) for k in SCORES}}
   return summary
 
 
@@ -162,7 +166,11 @@ def format_summary(summary: Mapping[str, Any], title: str = "") -> str:
   if "selected" in summary:
     sel = summary["selected"]
     row = " | ".join(f"{100 * sel[k]:.1f}" for k in SCORES)
-    lines.append(f"| selected run {sel['run']} (lowest L_sp) | {row} |")
+    lines.append(f"| selected run {sel['run']} (lowest {sel['by']}) | {row} |")
+  collapsed = summary.get("collapsed", [])
+  if collapsed:
+    lines += ["", f"{len(collapsed)} run(s) collapsed (a cluster left empty), never "
+                  f"selected unless all did: {collapsed}"]
   return "\n".join(lines) + "\n"
 
 
@@ -198,7 +206,11 @@ def evaluate_run_dir(run_dir: str | pathlib.Path) -> dict[str, Any]:
   labels = np.load(needed[0])
   y = np.load(needed[1])
   lines = [json.loads(l) for l in needed[2].read_text().splitlines() if l.strip()]
+  config = json.loads((run_dir / "config.json").read_text())
+  num_clusters = config["config"]["num_clusters"]
   scores = [evaluate(y, l) for l in labels]
-  l_sp = [line["terms"].get("l_sp") for line in lines]
-  selected = int(np.argmin(l_sp)) if all(v is not None for v in l_sp) and l_sp else None
-  return summarize(scores, selected)
+  collapsed = collapsed_runs(labels, num_clusters)
+  select_by = config.get("select_by")
+  selected = (select_run([line["terms"][select_by] for line in lines], collapsed)
+              if select_by else None)
+  return summarize(scores, selected, select_by, collapsed)

@@ -104,17 +104,36 @@ def test_greedy_seeding_lowers_the_potential():
   assert potential(None) < potential(1)  # None: 2 + floor(log K) = 3 trials
 
 
+def _sorted_rows(mu) -> np.ndarray:
+  """Centroids in lexicographic order: equal up to a permutation iff equal here."""
+  mu = np.asarray(mu)
+  return mu[np.lexsort(mu.T[::-1])]
+
+
 def test_vmap_over_keys_equals_separate_calls():
+  """vmapped fits equal one-by-one fits in what the fit defines.
+
+  Not to the bit: vmapping changes the summation order, and where two
+  k-means++ seedings tie to rounding, one CPU (an AMD Zen 4, say) keeps
+  another restart than the next, returning the same centroids in another
+  order. So: centroids up to a permutation, the same partition (ARI 1), the
+  same objective.
+  """
   x, _, K = dataset("blobs2d")
   keys = jax.random.split(jax.random.key(7), 4)
   fits = {
-      "kmeans": lambda k: baselines.kmeans(k, x, K),
-      "igmm": lambda k: baselines.igmm(k, x, K, **LONG_EM),
+      "kmeans": (lambda k: baselines.kmeans(k, x, K), "inertia"),
+      "igmm": (lambda k: baselines.igmm(k, x, K, **LONG_EM), "log_likelihood"),
   }
-  for name, fit in fits.items():
+  for name, (fit, objective) in fits.items():
     batched = jax.vmap(fit)(keys)
-    separate = jax.tree.map(lambda *a: jnp.stack(a), *[fit(k) for k in keys])
-    chex.assert_trees_all_close(batched, separate, rtol=1e-4, atol=1e-4, custom_message=name)
+    for r, key in enumerate(keys):
+      separate = fit(key)
+      np.testing.assert_allclose(_sorted_rows(batched.mu[r]), _sorted_rows(separate.mu),
+                                 rtol=1e-4, atol=1e-4, err_msg=name)
+      np.testing.assert_allclose(getattr(batched, objective)[r], getattr(separate, objective),
+                                 rtol=1e-5, err_msg=name)
+      assert ari(np.asarray(separate.labels), np.asarray(batched.labels[r])) == 1.0, name
 
 
 def test_jit_with_traced_data_matches_eager():

@@ -18,7 +18,7 @@ from deepclust_jax import cli, data, metrics, methods
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 MEAN_ROW = re.compile(r"\| mean ± std over (\d+) run\(s\) \| (.*) \|")
-SELECTED_ROW = re.compile(r"\| selected run (\d+) \(lowest L_sp\) \| (.*) \|")
+SELECTED_ROW = re.compile(r"\| selected run (\d+) \(lowest l_sp\) \| (.*) \|")
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 
@@ -12,9 +13,11 @@ import numpy as np
 import optax
 import pytest
 
-from deepclust_jax.engine import FitPhase, Method, SGDPhase, TrainOptions, sgd_epoch, train
+from deepclust_jax.engine import (FitPhase, Method, SGDPhase, TrainOptions, Update, gather,
+                                  sgd_epoch, stateless, train)
+from deepclust_jax import engine, metrics
 from deepclust_jax.engine import loop
-from deepclust_jax.errors import CheckpointError, InputError, NonFiniteError
+from deepclust_jax.errors import CheckpointError, ConfigError, InputError, NonFiniteError
 
 K, D = 3, 2
 
@@ -26,9 +29,10 @@ def blobs(n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
   return (centres[y] + rng.normal(size=(n, D))).astype(np.float32), y
 
 
-def soft_kmeans(params, x, key):
+def soft_kmeans(params, batch, key):
   """A small differentiable clustering loss with two named terms."""
   del key
+  x = batch["x"]
   d2 = jnp.sum((x[:, None, :] - params["mu"][None]) ** 2, -1)
   gamma = jax.nn.softmax(-d2)
   fit = jnp.sum(gamma * d2)
@@ -36,25 +40,53 @@ def soft_kmeans(params, x, key):
   return fit + 1e-3 * spread, {"fit": fit, "spread": spread}
 
 
-def toy_method(epochs: int = 4, batch_size: int = 32, average: bool = True,
-               loss=soft_kmeans, fit_phase: bool = False) -> Method:
-  def init(key, x):
-    idx = jax.random.choice(key, x.shape[0], (K,), replace=False)
-    return {"mu": x[idx]}
+def counting(params, state, batch, key):
+  """soft_kmeans that also counts its steps and keeps a running mean of x in the state."""
+  loss, terms = soft_kmeans(params, batch, key)
+  state = {"steps": state["steps"] + 1,
+           "mean_x": 0.9 * state["mean_x"] + 0.1 * jnp.mean(batch["x"], 0)}
+  return loss, (terms, state)
 
-  def predict(params, x):
+
+def with_neighbours(idx, data, state, key):
+  """A pytree batch: each sample, its neighbour's row gathered on the device, jitter."""
+  del state
+  return {"x": data["x"][idx],
+          "pair": {"nbr": data["x"][data["nbr"][idx]],
+                   "jitter": 0.01 * jax.random.normal(key, (idx.shape[0], D))}}
+
+
+def neighbour_loss(params, state, batch, key):
+  """``counting`` on the batch, its neighbours and a jittered copy."""
+  pair = batch["pair"]
+  both = {"x": jnp.concatenate([batch["x"], pair["nbr"], batch["x"] + pair["jitter"]])}
+  return counting(params, state, both, key)
+
+
+def toy_method(epochs: int = 4, batch_size: int = 32, average: bool = True,
+               loss=stateless(soft_kmeans), fit_phase: bool = False,
+               batch=gather) -> Method:
+  def init(key, data):
+    x = data["x"]
+    idx = jax.random.choice(key, x.shape[0], (K,), replace=False)
+    return {"mu": x[idx]}, {"steps": jnp.zeros((), jnp.int32), "mean_x": jnp.zeros(D)}
+
+  def predict(params, state, x):
+    del state
     return jax.nn.softmax(-jnp.sum((x[:, None] - params["mu"][None]) ** 2, -1))
 
-  def recentre(params, x, key):
+  def recentre(params, state, data, key):
     del key
-    gamma = predict(params, x)
+    x = data["x"]
+    gamma = predict(params, state, x)
     mu = gamma.T @ x / gamma.sum(0)[:, None]
-    return {"mu": mu}, {"moved": jnp.sum((mu - params["mu"]) ** 2)}
+    return {"mu": mu}, state, {"moved": jnp.sum((mu - params["mu"]) ** 2)}
 
-  phases = (SGDPhase("train", loss, optax.adam(0.05), epochs, batch_size, average),)
+  phases = (SGDPhase("train", (Update(loss, optax.adam(0.05)),), epochs, batch_size,
+                     average, batch),)
   if fit_phase:
     phases = (FitPhase("recentre", recentre),) + phases
-  criteria = lambda params, x, gamma: {"l_sp": jnp.sum(gamma * (1 - gamma))}
+  criteria = lambda params, state, x, gamma: {"l_sp": jnp.sum(gamma * (1 - gamma), -1)}
   return Method("toy", K, init, phases, predict, criteria, select_by="l_sp")
 
 
@@ -72,7 +104,9 @@ def test_train_shapes_scores_and_selection():
   assert max(s["ari"] for s in result.metrics) > 0.95
   assert len(result.history) == 5  # 4 epochs + the averaging epoch
   assert result.history[-1]["phase"] == "train"
-  assert len(result.history[0]["metrics"]["acc"]) == 3
+  assert len(result.history[-1]["metrics"]["acc"]) == 3
+  # Scored every eval_every epochs (default 10) and at the end of each phase.
+  assert [("metrics" in r) for r in result.history] == [False] * 4 + [True]
 
 
 def test_vmapped_runs_equal_sequential_runs():
@@ -112,20 +146,59 @@ def test_compile_count_constant_after_first_epoch():
 def test_epoch_drops_partial_batch_and_averages_steps():
   x = jnp.arange(10.0).reshape(10, 1)
   # loss = mean((w - batch)^2)/2 under SGD(1): each step sets w to the batch mean.
-  loss = lambda params, xb, key: (0.5 * jnp.mean((params["w"] - xb) ** 2), {})
-  phase = SGDPhase("p", loss, optax.sgd(1.0), 1, 4)
+  loss = lambda params, batch, key: (0.5 * jnp.mean((params["w"] - batch["x"]) ** 2), {})
+  phase = SGDPhase("p", (Update(stateless(loss), optax.sgd(1.0)),), 1, 4)
   params = {"w": jnp.zeros(())}
   key = jax.random.key(0)
-  opt_state = phase.optimizer.init(params)
-  last, _, terms = sgd_epoch(phase, 4, params, opt_state, x, key)
-  avg, _, _ = sgd_epoch(phase, 4, params, opt_state, x, key, average=True)
-  order = np.asarray(jax.random.permutation(jax.random.split(key)[0], 10))
-  means = [x[order[i * 4:(i + 1) * 4]].mean() for i in range(2)]  # 2 full batches
+  batches = engine.epoch_batches(key, 10, 4)
+  assert batches.shape == (2, 4) and len(set(np.asarray(batches).ravel())) == 8
+  opt_states = (optax.sgd(1.0).init(params),)
+  run = lambda **kw: sgd_epoch(phase, params, None, opt_states, {"x": x}, key, batches, **kw)
+  last, _, _, terms, _ = run()
+  avg, *_ = run(average=True)
+  means = [x[np.asarray(b)].mean() for b in batches]
   np.testing.assert_allclose(last["w"], means[-1], rtol=1e-6)
   np.testing.assert_allclose(avg["w"], np.mean(means), rtol=1e-6)
   assert set(terms) == {"loss"}
-  *_, steps = sgd_epoch(phase, 4, params, opt_state, x, key, trace=lambda p: p["w"])
+  *_, steps = run(trace=lambda p: p["w"])
   np.testing.assert_allclose(steps, means, rtol=1e-6)
+
+
+def test_phase_with_two_updates_equals_two_handwritten_optax_updates():
+  """Update 2 sees update 1's parameters and the same batch; each has its own Adam."""
+  x = jnp.asarray(blobs(n=64)[0])
+  noise = lambda idx, data, state, key: {"x": data["x"][idx],
+                                         "n": jax.random.normal(key, (idx.shape[0], D))}
+
+  def first(params, batch, key):
+    del key
+    return jnp.sum((batch["x"] + batch["n"] - params["mu"][0]) ** 2), {"first": 1.0}
+
+  def second(params, batch, key):
+    del key
+    return jnp.sum(jnp.sin(params["mu"]) * jnp.mean(batch["x"] * batch["n"])), {"second": 2.0}
+
+  tx1, tx2 = optax.adam(0.1), optax.adam(0.03)
+  phase = SGDPhase("two", (Update(stateless(first), tx1), Update(stateless(second), tx2)),
+                   1, 16, batch=noise)
+  params = {"mu": jnp.ones((K, D))}
+  key = jax.random.key(3)
+  batches = engine.epoch_batches(jax.random.key(4), 64, 16)
+  out, _, _, terms, _ = sgd_epoch(phase, params, None, (tx1.init(params), tx2.init(params)),
+                                  {"x": x}, key, batches)
+  # The same steps written out by hand.
+  p, s1, s2 = params, tx1.init(params), tx2.init(params)
+  for idx, k in zip(batches, jax.random.split(key, batches.shape[0])):
+    batch_key, key1, key2 = jax.random.split(k, 3)
+    batch = noise(idx, {"x": x}, None, batch_key)
+    g = jax.grad(lambda q: first(q, batch, key1)[0])(p)
+    u, s1 = tx1.update(g, s1, p)
+    p = optax.apply_updates(p, u)
+    g = jax.grad(lambda q: second(q, batch, key2)[0])(p)
+    u, s2 = tx2.update(g, s2, p)
+    p = optax.apply_updates(p, u)
+  chex.assert_trees_all_close(out, p, rtol=1e-6, atol=1e-6)
+  assert set(terms) == {"loss", "first", "second"}
 
 
 def test_fit_phase_then_sgd_phase():
@@ -148,19 +221,24 @@ def test_bad_input_is_reported_before_training():
 def test_nan_guard_names_term_and_epoch_and_keeps_checkpoint(tmp_path):
   x, _ = blobs()
 
-  def exploding(params, xb, key):
-    loss, terms = soft_kmeans(params, xb, key)
+  def exploding(params, batch, key):
+    loss, terms = soft_kmeans(params, batch, key)
     # Finite while the epoch-dependent counter is small, then log of a negative.
     count = params["t"]
     return loss + count, {**terms, "blowup": jnp.log(3.5 - count)}
 
-  method = toy_method(epochs=6, loss=exploding)
+  method = toy_method(epochs=6)
   base_init = method.init
+
+  def init(key, data):
+    params, state = base_init(key, data)
+    return {**params, "t": jnp.zeros(())}, state
+
   # One SGD(-1) step per epoch on t increases it by one: NaN at epoch 4.
-  method = Method(method.name, K, lambda k, x: {**base_init(k, x), "t": jnp.zeros(())},
-                  (SGDPhase("train", exploding, optax.multi_transform(
-                      {"mu": optax.adam(0.05), "t": optax.sgd(-1.0 / 7)},
-                      {"mu": "mu", "t": "t"}), 6, 32),),
+  tx = optax.multi_transform({"mu": optax.adam(0.05), "t": optax.sgd(-1.0 / 7)},
+                             {"mu": "mu", "t": "t"})
+  method = Method(method.name, K, init,
+                  (SGDPhase("train", (Update(stateless(exploding), tx),), 6, 32),),
                   method.predict)
   with pytest.raises(NonFiniteError, match=r"'blowup' became NaN .* epoch 4 of phase 'train'"):
     train(method, x, options=TrainOptions(checkpoint_every=1, progress=False),
@@ -240,3 +318,134 @@ def test_unfinished_checkpoint_write_is_ignored(tmp_path):
   (partial / "garbage").write_bytes(b"half written")
   again = train(toy_method(), x, options=options, run_dir=tmp_path, resume=True)
   chex.assert_trees_all_close(full.params, again.params)
+
+
+def test_stateful_run_resumes_exactly(tmp_path, monkeypatch):
+  """Params, state (an int counter, a running mean) and Adam survive an interruption."""
+  x, y = blobs()
+  method = toy_method(epochs=5, fit_phase=True, loss=counting)
+  options = TrainOptions(runs=2, checkpoint_every=2, progress=False)
+  full = train(method, x, y, options=options, run_dir=tmp_path / "full")
+  append = loop._History.append
+
+  def crash_after_epoch_4(self, record):
+    append(self, record)
+    if record["global_epoch"] == 4:
+      raise Interrupt()
+
+  monkeypatch.setattr(loop._History, "append", crash_after_epoch_4)
+  with pytest.raises(Interrupt):
+    train(method, x, y, options=options, run_dir=tmp_path / "cut")
+  monkeypatch.setattr(loop._History, "append", append)
+  resumed = train(method, x, y, options=options, run_dir=tmp_path / "cut", resume=True)
+  steps_per_epoch = x.shape[0] // 32
+  np.testing.assert_array_equal(full.state["steps"], 6 * steps_per_epoch)
+  chex.assert_trees_all_equal(full.state, resumed.state)
+  chex.assert_trees_all_equal(full.params, resumed.params)
+
+
+def test_vmapped_runs_with_state_equal_sequential_runs():
+  x, _ = blobs()
+  method = toy_method(loss=counting)
+  together = train(method, x, options=TrainOptions(runs=3, progress=False))
+  one_by_one = train(method, x, options=TrainOptions(runs=3, chunk_runs=1, progress=False))
+  chex.assert_trees_all_close((together.params, together.state),
+                              (one_by_one.params, one_by_one.state), rtol=1e-5, atol=1e-5)
+  assert not np.allclose(together.state["mean_x"][0], together.state["mean_x"][1])
+
+
+def test_batch_function_sees_side_arrays_state_and_key():
+  x, _ = blobs(n=64)
+  seen = []
+
+  def batch(idx, data, state, key):
+    return {"x": data["x"][idx] + 0.0 * data["w"][idx][:, None],
+            "w": data["w"][idx], "u": jax.random.uniform(key, ())}
+
+  def loss(params, b, key):
+    del key
+    # w[idx] == idx, so the batch's w must be the gathered indices.
+    return jnp.sum(params["mu"] ** 2), {"w_sum": jnp.sum(b["w"]), "u": b["u"]}
+
+  method = toy_method(epochs=1, average=False, loss=stateless(loss), batch=batch)
+  data = {"x": x, "w": np.arange(64, dtype=np.float32)}
+  result = train(method, data, options=TrainOptions(runs=2, progress=False))
+  terms = result.history[0]["terms"]
+  # Two batches of 32 without replacement: each epoch's w sums to all indices / 2.
+  np.testing.assert_allclose(terms["w_sum"], [64 * 63 / 2 / 2] * 2, rtol=1e-6)
+  assert terms["u"][0] != terms["u"][1]
+  with pytest.raises(InputError, match="'w'.*one row per sample"):
+    train(method, {"x": x, "w": np.zeros(3)}, options=QUIET)
+
+
+def test_phase_that_changes_structure_is_refused_before_training():
+  x, _ = blobs()
+  method = toy_method(fit_phase=True)
+  grow = FitPhase("grow", lambda params, state, data, key: (
+      {"mu": jnp.concatenate([params["mu"], params["mu"]])}, state, {}))
+  bad = dataclasses.replace(method, phases=(grow,) + method.phases)
+  with pytest.raises(ConfigError, match=r"phase 'grow' .* changes the params: leaf \['mu'\]"):
+    train(bad, x, options=QUIET)
+
+  def new_state(params, state, batch, key):
+    loss, terms = soft_kmeans(params, batch, key)
+    return loss, (terms, {**state, "extra": jnp.zeros(())})
+
+  with pytest.raises(ConfigError, match="phase 'train' .* changes the state"):
+    train(toy_method(loss=new_state), x, options=QUIET)
+
+
+def test_shared_order_runs_see_the_same_batches():
+  x, _ = blobs(n=64)
+  loss = lambda params, b, key: (jnp.sum(params["mu"] ** 2), {"first": b["x"][0, 0]})
+  method = toy_method(epochs=2, average=False, loss=stateless(loss))
+  shared = train(method, x, options=TrainOptions(runs=3, shared_order=True, progress=False))
+  own = train(method, x, options=TrainOptions(runs=3, progress=False))
+  for record in shared.history:
+    assert len(set(record["terms"]["first"])) == 1
+  assert len(set(own.history[0]["terms"]["first"])) > 1
+
+
+def test_criteria_are_summed_in_chunks_and_scores_come_from_device_counts():
+  x, y = blobs(n=250)
+  method = toy_method(epochs=1)
+  whole = train(method, x, y, options=TrainOptions(runs=2, progress=False))
+  chunked = train(method, x, y, options=TrainOptions(runs=2, predict_chunk=64, progress=False))
+  expected = np.sum(whole.gamma * (1 - whole.gamma), axis=(1, 2))
+  np.testing.assert_allclose(chunked.terms["l_sp"], expected, rtol=1e-5)
+  np.testing.assert_allclose(whole.terms["l_sp"], expected, rtol=1e-5)
+  last = chunked.history[-1]["metrics"]
+  for r in range(2):
+    for name, value in metrics.evaluate(y, chunked.labels[r]).items():
+      assert abs(last[name][r] - value) < 1e-9
+
+
+def test_selection_skips_collapsed_runs():
+  assert engine.collapsed_runs(np.array([[0, 1, 2], [0, 0, 0], [1, 1, 2]]), 3) == [1, 2]
+  assert engine.select_run(np.array([5.0, 0.0, 1.0]), [1, 2]) == 0
+  assert engine.select_run(np.array([5.0, 0.0]), [0, 1]) == 1
+
+
+def test_cm_and_aecm_parameters_pinned_to_values_before_engine_v2():
+  """Recorded from main at bb5fa5d (engine v1): iris, 2 runs, seed 3, float32."""
+  from deepclust_jax import data, methods
+  cases = {
+      "cm_r": ("cm", dict(init="r", epochs=3, batch_size=32)),
+      "cm_p": ("cm", dict(init="p", epochs=3, batch_size=32)),
+      "aecm_r": ("aecm", dict(init="r", epochs=2, batch_size=32, hidden=(8, 8), latent=2)),
+      "aecm_p": ("aecm", dict(init="p", epochs=2, batch_size=32, hidden=(8, 8), latent=2,
+                              pretrain_epochs=2, pretrain_batch_size=32, cm_epochs=2,
+                              kmeans_restarts=2)),
+  }
+  pinned = np.load(pathlib.Path(__file__).parent / "fixtures" / "pinned_cm_aecm.npz")
+  x = data.load("iris").x
+  for case, (name, overrides) in cases.items():
+    config = methods.resolve(name, num_classes=3, overrides=overrides)
+    result = train(methods.get(name).build(config, (4,)), x,
+                   options=TrainOptions(runs=2, seed=3, progress=False))
+    leaves = jax.tree_util.tree_leaves_with_path(result.params)
+    assert sorted(case + jax.tree_util.keystr(p) for p, _ in leaves) == sorted(
+        k for k in pinned.files if k.startswith(case + "["))
+    for path, leaf in leaves:
+      np.testing.assert_allclose(leaf, pinned[case + jax.tree_util.keystr(path)],
+                                 rtol=1e-6, atol=1e-6, err_msg=f"{case} {path}")

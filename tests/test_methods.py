@@ -16,7 +16,7 @@ from sklearn.mixture import GaussianMixture
 
 from deepclust_jax import baselines, data, losses, methods
 from deepclust_jax.configs import paper
-from deepclust_jax.engine import FitPhase, SGDPhase, TrainOptions, train
+from deepclust_jax.engine import FitPhase, SGDPhase, TrainOptions, check_phases, train
 from deepclust_jax.errors import ConfigError
 from deepclust_jax.models import centroids
 
@@ -55,7 +55,7 @@ def trained():
       ds = data.load(dataset)
       config = methods.resolve(name, dataset=ds.name, num_classes=ds.num_classes,
                                overrides=overrides)
-      method = methods.get(name).build(config, ds.x.shape[1])
+      method = methods.get(name).build(config, ds.sample_shape)
       result = train(method, ds.x, ds.y,
                      options=TrainOptions(runs=RUNS, seed=0, progress=False))
       cache[name] = (ds, method, result)
@@ -195,7 +195,7 @@ def test_cm_l_sp_is_sparsity_criterion_of_prediction(trained, blobs):
   assert result.selected == int(np.argmin(result.terms["l_sp"]))
   for r in range(RUNS):
     params = jax.tree.map(lambda a: jnp.asarray(a[r]), result.params)
-    gamma = method.predict(params, jnp.asarray(blobs.x))
+    gamma = method.predict(params, None, jnp.asarray(blobs.x))
     np.testing.assert_allclose(result.gamma[r], gamma, atol=1e-5)
     expected = losses.sparsity_criterion(gamma, centroids(params))
     np.testing.assert_allclose(result.terms["l_sp"][r], expected, rtol=1e-4)
@@ -205,9 +205,9 @@ def test_cm_init_p_is_one_lloyd_step_from_kmeanspp_seeds():
   ds = data.load("five_gaussians")
   x = jnp.asarray(ds.x[::4])
   config = methods.resolve("cm", num_classes=5, overrides={"init": "p"})
-  method = methods.get("cm").build(config, x.shape[1])
+  method = methods.get("cm").build(config, x.shape[1:])
   key = jax.random.key(3)
-  params = method.init(key, x)
+  params, _ = method.init(key, {"x": x})
   mu = params["decoder"]["kernel"]
   chex.assert_shape(mu, (5, 2))
   expected = baselines.lloyd(x, baselines.kmeans_plusplus(key, x, 5), num_iters=1).mu
@@ -224,7 +224,8 @@ def test_cm_init_p_is_one_lloyd_step_from_kmeanspp_seeds():
   np.testing.assert_array_equal(params["encoder"]["bias"], 0.0)
   np.testing.assert_allclose(centroids(params), mu)
   # Init "r" is random: different centroids.
-  random_init = methods.get("cm").build(methods.resolve("cm", num_classes=5), 2).init(key, x)
+  random_init, _ = methods.get("cm").build(methods.resolve("cm", num_classes=5), (2,)).init(
+      key, {"x": x})
   assert not np.allclose(centroids(random_init), mu, atol=1e-2)
 
 
@@ -247,7 +248,7 @@ def test_aecm_init_p_runs_four_phases_and_ends_with_averaging_epoch(trained):
 
 def test_aecm_init_r_is_joint_training_only():
   config = methods.resolve("aecm", num_classes=3, overrides={"epochs": 4})
-  method = methods.get("aecm").build(config, 5)
+  method = methods.get("aecm").build(config, (5,))
   assert [p.name for p in method.phases] == ["joint"]
   assert method.num_epochs == 5
 
@@ -267,7 +268,7 @@ def test_aecm_with_lr_decay_survives_the_averaging_epoch():
   ds = data.load("digits")
   config = methods.aecm.AECMConfig(num_clusters=10, epochs=1, batch_size=200, lr_decay=True,
                               hidden=(32,), latent=5)
-  result = train(methods.aecm.build(config, ds.x.shape[1]), ds.x[:600],
+  result = train(methods.aecm.build(config, ds.sample_shape), ds.x[:600],
                  options=TrainOptions(runs=1, progress=False))
   assert np.all(np.isfinite(result.terms["loss"]))
 
@@ -283,13 +284,7 @@ def test_cm_and_aecm_build_and_trace_for_every_registered_dataset(name, init):
     config = methods.resolve(name, dataset=dataset, num_classes=spec.num_classes,
                              overrides={"init": init})
     assert config.num_clusters == spec.num_classes, dataset
-    method = methods.get(name).build(config, width)
+    shape = spec.image_shape or (width,)
+    method = methods.get(name).build(config, shape)
     x = jax.ShapeDtypeStruct((64, width), jnp.float32)
-    params = jax.eval_shape(method.init, key, x)
-    for phase in method.phases:
-      if isinstance(phase, FitPhase):
-        params, _ = jax.eval_shape(phase.update, params, x, key)
-        continue
-      loss, terms = jax.eval_shape(phase.loss, params, x, key)
-      assert loss.shape == () and loss.dtype == jnp.float32, (dataset, phase.name)
-      assert all(t.shape == () for t in terms.values()), (dataset, phase.name)
+    check_phases(method, {"x": x}, key)

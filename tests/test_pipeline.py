@@ -38,7 +38,7 @@ def test_fit_in_memory_dataset(kmeans_run):
   assert report.config.num_clusters == 3  # from num_classes
   assert report.config.n_init == 2
   chex.assert_shape(report.result.labels, (2, 90))
-  assert set(report.summary) == {"runs", "mean", "std"}  # k-means selects no run
+  assert set(report.summary) == {"runs", "mean", "std", "collapsed"}  # k-means selects no run
   assert report.summary["runs"] == 2
   for key in pipeline.SCORES:
     per_run = [metrics.evaluate(ds.y, l)[key] for l in report.result.labels]
@@ -126,16 +126,18 @@ def test_out_path_that_is_a_file(tmp_path):
 
 def test_summarize_and_format_summary():
   scores = [{"acc": 0.5, "nmi": 0.25, "ari": 0.0}, {"acc": 0.75, "nmi": 0.75, "ari": 0.5}]
-  summary = pipeline.summarize(scores, selected=1)
+  summary = pipeline.summarize(scores, selected=1, select_by="l_sp", collapsed=[0])
   assert summary["runs"] == 2
   assert summary["mean"] == pytest.approx({"acc": 0.625, "nmi": 0.5, "ari": 0.25})
   assert summary["std"] == pytest.approx({"acc": 0.125, "nmi": 0.25, "ari": 0.25})
-  assert summary["selected"] == {"run": 1, "acc": 0.75, "nmi": 0.75, "ari": 0.5}
+  assert summary["selected"] == {"run": 1, "by": "l_sp", "acc": 0.75, "nmi": 0.75, "ari": 0.5}
+  assert summary["collapsed"] == [0]
   text = pipeline.format_summary(summary, "# title")
   lines = text.splitlines()
   assert lines[0] == "# title"
   assert "| mean ± std over 2 run(s) | 62.5 ± 12.5 | 50.0 ± 25.0 | 25.0 ± 25.0 |" in lines
-  assert "| selected run 1 (lowest L_sp) | 75.0 | 75.0 | 50.0 |" in lines
+  assert "| selected run 1 (lowest l_sp) | 75.0 | 75.0 | 50.0 |" in lines
+  assert "1 run(s) collapsed (a cluster left empty), never selected unless all did: [0]" in text
   assert "selected" not in pipeline.format_summary(pipeline.summarize(scores, None))
   assert pipeline.summarize([], None) == {}
   assert "nothing to score" in pipeline.format_summary({}, "t")

@@ -1,5 +1,8 @@
 """Data-parallel training over 2 forced CPU devices equals 1-device training.
 
+The method has per-run state and a pytree batch (side arrays gathered on the
+device, jitter drawn from the step key), so every leaf of the batch is sharded.
+
 Runs in a subprocess, because the device count is fixed when JAX starts. On
 2 cores, 2 forced devices occasionally hang in the gradient all-reduce when
 many small steps are dispatched asynchronously (XLA waits on a rendezvous).
@@ -24,16 +27,18 @@ CHILD = textwrap.dedent("""
     from deepclust_jax.engine import TrainOptions, train
     sys_path = {tests!r}
     import sys; sys.path.insert(0, sys_path)
-    from test_engine import blobs, toy_method
+    from test_engine import blobs, neighbour_loss, toy_method, with_neighbours
 
     assert jax.device_count() == 2, jax.devices()
     x, y = blobs(n=256)
-    method = toy_method(epochs=2, batch_size=32)
-    single = train(method, x, y, options=TrainOptions(runs=2, progress=False))
+    data = {{"x": x, "nbr": np.roll(np.arange(256), 3)}}
+    method = toy_method(epochs=2, batch_size=32, loss=neighbour_loss, batch=with_neighbours)
+    single = train(method, data, y, options=TrainOptions(runs=2, progress=False))
     mesh = Mesh(np.array(jax.devices()), ("data",))
-    sharded = train(method, x, y, options=TrainOptions(runs=2, progress=False, mesh=mesh))
+    sharded = train(method, data, y, options=TrainOptions(runs=2, progress=False, mesh=mesh))
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(
-        jax.tree.leaves(single.params), jax.tree.leaves(sharded.params)))
+        jax.tree.leaves((single.params, single.state)),
+        jax.tree.leaves((sharded.params, sharded.state))))
     print("max abs diff", diff)
     assert diff < 1e-4, diff
     assert (single.labels == sharded.labels).all()

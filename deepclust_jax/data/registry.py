@@ -51,6 +51,11 @@ class Dataset:
   num_classes: int
   image_shape: tuple[int, int, int] | None = None
 
+  @property
+  def sample_shape(self) -> tuple[int, ...]:
+    """The shape of one sample: (H, W, C) for images, else (D,)."""
+    return self.image_shape or (self.x.shape[1],)
+
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:

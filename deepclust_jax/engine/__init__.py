@@ -1,10 +1,15 @@
 """The training engine: methods as pure pieces, one loop for all of them."""
 
-from deepclust_jax.engine.method import FitPhase, Method, Phase, SGDPhase
-from deepclust_jax.engine.steps import predict_in_chunks, sgd_epoch
-from deepclust_jax.engine.loop import TrainOptions, TrainResult, run_keys, train
+from deepclust_jax.engine.method import (Batch, Data, FitPhase, Method, Phase, SGDPhase,
+                                         Update, gather, stateless)
+from deepclust_jax.engine.steps import (criteria_in_chunks, epoch_batches,
+                                        predict_in_chunks, sgd_epoch)
+from deepclust_jax.engine.loop import (TrainOptions, TrainResult, as_data, check_phases,
+                                       collapsed_runs, run_keys, select_run, train)
 
 __all__ = [
-    "FitPhase", "Method", "Phase", "SGDPhase", "TrainOptions", "TrainResult",
-    "predict_in_chunks", "run_keys", "sgd_epoch", "train",
+    "Batch", "Data", "FitPhase", "Method", "Phase", "SGDPhase", "TrainOptions",
+    "TrainResult", "Update", "as_data", "check_phases", "collapsed_runs", "criteria_in_chunks",
+    "epoch_batches", "gather", "predict_in_chunks", "run_keys", "select_run",
+    "sgd_epoch", "stateless", "train",
 ]

@@ -19,7 +19,7 @@ from deepclust_jax.errors import CheckpointError
 
 
 class Checkpointer:
-  """Saves and restores ``{"params", "opt_state"}`` plus a JSON position."""
+  """Saves and restores ``{"params", "state", "opt_states"}`` plus a JSON position."""
 
   def __init__(self, directory: str | pathlib.Path, fingerprint: dict[str, Any],
                keep: int = 2):

@@ -1,23 +1,26 @@
 """The one training loop of the library: phases, vmapped runs, checkpoints, logs.
 
-``train(method, x)`` runs ``method.phases`` in order for ``runs`` independent
-seeds at once. Per epoch there is exactly one compiled call (``vmap`` over
-runs of a ``lax.scan`` over batches) and one small host transfer: the epoch's
-mean loss terms, used for the log, the progress bar and the NaN guard.
+``train(method, data)`` runs ``method.phases`` in order for ``runs``
+independent seeds at once. Per epoch there is exactly one compiled call
+(``vmap`` over runs of a ``lax.scan`` over batches) and one small host
+transfer: the epoch's mean loss terms, used for the log, the progress bar and
+the NaN guard. Scoring epochs add one more compiled call that predicts in
+chunks and returns a (classes, clusters) count table per run.
 
 Run ``r`` of seed ``s`` always uses the key ``fold_in(key(s), r)`` and epoch
 ``e`` of phase ``p`` folds ``p`` and ``e`` into it, so results do not depend on
-how runs are chunked or whether training was interrupted and resumed.
+how runs are chunked or whether training was interrupted and resumed. With
+``shared_order`` the batch order of an epoch comes from ``key(s)`` instead, the
+same for every run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import pathlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -28,9 +31,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from deepclust_jax import metrics
 from deepclust_jax.engine.checkpoint import Checkpointer, abstract
-from deepclust_jax.engine.method import FitPhase, Method, Params, SGDPhase
-from deepclust_jax.engine.steps import predict_in_chunks, sgd_epoch
-from deepclust_jax.errors import InputError, NonFiniteError
+from deepclust_jax.engine.method import Data, FitPhase, Method, Params, SGDPhase, State
+from deepclust_jax.engine.steps import (contingency, criteria_in_chunks, epoch_batches,
+                                        predict_in_chunks, sgd_epoch)
+from deepclust_jax.errors import ConfigError, InputError, NonFiniteError
 from deepclust_jax.validation import check_data
 
 
@@ -43,19 +47,24 @@ class TrainOptions:
     seed: base seed; run ``r`` uses ``fold_in(key(seed), r)``.
     chunk_runs: train at most this many runs at once (when memory is short);
       ``None`` trains all runs together.
+    shared_order: every run visits the batches in the same order (different
+      initialisations, same shuffles). On one device the runs then share each
+      batch's products with the data, which makes many runs much cheaper.
     checkpoint_every: save every this many epochs (and at each phase end).
-    eval_every: compute ACC/NMI/ARI every this many epochs when labels exist.
+    eval_every: score ACC/NMI/ARI every this many epochs when labels exist,
+      and always at the end of each phase.
     predict_chunk: rows per forward pass when predicting on the whole data.
     mesh: a ``Mesh`` with a ``"data"`` axis for data-parallel training: the
-      batch is split over devices, parameters are replicated.
+      batch is split over devices, parameters and state are replicated.
     progress: show a progress bar with ETA.
   """
 
   runs: int = 1
   seed: int = 0
   chunk_runs: int | None = None
+  shared_order: bool = False
   checkpoint_every: int = 10
-  eval_every: int = 1
+  eval_every: int = 10
   predict_chunk: int = 4096
   mesh: Mesh | None = None
   progress: bool = True
@@ -67,20 +76,25 @@ class TrainResult:
 
   Attributes:
     params: stacked parameters of all runs.
+    state: stacked per-run state (``None`` leaves when the method has none).
     gamma: responsibilities on the training data, (runs, N, K).
     labels: ``argmax gamma``, (runs, N).
     terms: last-epoch loss terms and the method's criteria, each (runs,).
     metrics: ACC/NMI/ARI per run when labels were given, else None.
-    selected: index of the run with the lowest ``method.select_by`` criterion.
+    collapsed: runs whose partition leaves a cluster empty.
+    selected: index of the run with the lowest ``method.select_by`` criterion
+      among the runs that did not collapse (among all if every run did).
     seconds: wall seconds of each chunk's training, per run of the chunk.
     history: one record per epoch (terms and metrics per run).
   """
 
   params: Params
+  state: State
   gamma: np.ndarray
   labels: np.ndarray
   terms: dict[str, np.ndarray]
   metrics: list[dict[str, float]] | None
+  collapsed: list[int]
   selected: int | None
   seconds: np.ndarray
   history: list[dict[str, Any]]
@@ -91,58 +105,153 @@ def run_keys(seed: int, runs: Sequence[int]) -> jax.Array:
   return jnp.stack([jax.random.fold_in(base, r) for r in runs])
 
 
+def _fold(key: jax.Array, phase: int, epoch: int) -> jax.Array:
+  return jax.random.fold_in(jax.random.fold_in(key, phase), epoch)
+
+
+def as_data(data: Any, num_clusters: int | None = None) -> dict[str, Any]:
+  """``data`` as a checked mapping of per-sample arrays with an ``"x"`` entry.
+
+  An array is taken as ``{"x": data}``. ``x`` is checked by
+  :func:`~deepclust_jax.validation.check_data`; every other array must have
+  the same number of rows.
+  """
+  data = dict(data) if isinstance(data, Mapping) else {"x": data}
+  if "x" not in data:
+    raise InputError(f"data must hold an 'x' array, got keys {sorted(data)}")
+  data["x"] = check_data(data["x"], num_clusters)
+  n = data["x"].shape[0]
+  for name, array in data.items():
+    if np.shape(array)[:1] != (n,):
+      raise InputError(f"data array {name!r} has shape {np.shape(array)}; every data "
+                       f"array needs one row per sample ({n})")
+  return data
+
+
+def _same_structure(before: Any, after: Any) -> str | None:
+  """Why ``after`` (abstract) does not match ``before`` (abstract), or None."""
+  if jax.tree.structure(before) != jax.tree.structure(after):
+    return f"structure {jax.tree.structure(after)} instead of {jax.tree.structure(before)}"
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(before),
+                          jax.tree.leaves(after)):
+    if (a.shape, a.dtype) != (b.shape, b.dtype):
+      return (f"leaf {jax.tree_util.keystr(path)} becomes {b.dtype}{list(b.shape)} "
+              f"instead of {a.dtype}{list(a.shape)}")
+  return None
+
+
 class _Compiled:
   """The vmapped, jitted functions of one method, built once and reused."""
 
-  def __init__(self, method: Method, num_samples: int, mesh: Mesh | None,
-               predict_chunk: int):
+  def __init__(self, method: Method, data: Data, options: TrainOptions,
+               num_classes: int):
     self.method = method
-    self.mesh = mesh
-    replicated = NamedSharding(mesh, P()) if mesh is not None else None
+    self.num_samples = data["x"].shape[0]
+    mesh = options.mesh
+    self.replicated = NamedSharding(mesh, P()) if mesh is not None else None
     batch_sharding = NamedSharding(mesh, P("data")) if mesh is not None else None
-    constrain = ((lambda b: jax.lax.with_sharding_constraint(b, batch_sharding))
-                 if mesh is not None else (lambda b: b))
-    self.replicated = replicated
+    self._constrain = ((lambda b: jax.tree.map(
+        lambda a: jax.lax.with_sharding_constraint(a, batch_sharding), b))
+                       if mesh is not None else (lambda b: b))
+    self.shared_order = options.shared_order
     self.init = jax.jit(jax.vmap(method.init, in_axes=(0, None)))
     self._epochs: dict[tuple[int, bool], Any] = {}
-    self._constrain = constrain
     self.opt_init = {}
     self.fit = {}
     for i, phase in enumerate(method.phases):
       if isinstance(phase, SGDPhase):
-        steps = num_samples // self.batch_size(phase, num_samples)
-        self.opt_init[i] = jax.jit(jax.vmap(phase.tx(steps).init))
+        steps = self.num_samples // self.batch_size(phase)
+        txs = [update.tx(steps) for update in phase.updates]
+        self.opt_init[i] = jax.jit(jax.vmap(
+            lambda params, txs=txs: tuple(tx.init(params) for tx in txs)))
       else:
-        self.fit[i] = jax.jit(jax.vmap(phase.update, in_axes=(0, None, 0)))
-    self.predict = jax.jit(jax.vmap(
-        lambda p, x: predict_in_chunks(method.predict, p, x, predict_chunk),
-        in_axes=(0, None)))
-    criteria = method.criteria
-    self.criteria = (jax.jit(jax.vmap(criteria, in_axes=(0, None, 0)))
-                     if criteria is not None else None)
+        self.fit[i] = jax.jit(jax.vmap(phase.update, in_axes=(0, 0, None, 0)))
+    chunk = options.predict_chunk
 
-  @staticmethod
-  def batch_size(phase: SGDPhase, num_samples: int) -> int:
+    def predict(params, state, x):
+      return predict_in_chunks(method.predict, params, state, x, chunk)
+
+    self.predict = jax.jit(jax.vmap(predict, in_axes=(0, 0, None)))
+    num_clusters = method.num_clusters
+    self.score = jax.jit(jax.vmap(
+        lambda params, state, x, y: contingency(
+            jnp.argmax(predict(params, state, x), -1), y, num_clusters, num_classes),
+        in_axes=(0, 0, None, None)))
+    self.criteria = None
+    if method.criteria is not None:
+      self.criteria = jax.jit(jax.vmap(
+          lambda params, state, x, gamma: criteria_in_chunks(
+              method.criteria, params, state, x, gamma, chunk),
+          in_axes=(0, 0, None, 0)))
+
+  def batch_size(self, phase: SGDPhase) -> int:
     """The phase's batch size, at most the number of samples."""
-    return min(phase.batch_size, num_samples)
+    return min(phase.batch_size, self.num_samples)
 
-  def epoch(self, index: int, batch_size: int, average: bool):
+  def epoch(self, index: int, average: bool):
     """The compiled epoch of SGD phase ``index`` (one compilation per flag)."""
     cache_key = (index, average)
     if cache_key not in self._epochs:
       phase = self.method.phases[index]
+      batch_size = self.batch_size(phase)
 
-      def one_run(params, opt_state, x, key):
-        return sgd_epoch(phase, batch_size, params, opt_state, x, key,
-                         average=average, constrain=self._constrain)
+      def one_run(params, state, opt_states, data, key, shared_batches):
+        order_key, step_key = jax.random.split(key)
+        batches = (shared_batches if shared_batches is not None
+                   else epoch_batches(order_key, self.num_samples, batch_size))
+        params, state, opt_states, terms, _ = sgd_epoch(
+            phase, params, state, opt_states, data, step_key, batches,
+            average=average, constrain=self._constrain)
+        return params, state, opt_states, terms
 
-      self._epochs[cache_key] = jax.jit(
-          jax.vmap(one_run, in_axes=(0, 0, None, 0)), donate_argnums=(0, 1))
+      def all_runs(params, state, opt_states, data, keys, order_key):
+        shared = (epoch_batches(order_key, self.num_samples, batch_size)
+                  if self.shared_order else None)
+        return jax.vmap(one_run, in_axes=(0, 0, 0, None, 0, None))(
+            params, state, opt_states, data, keys, shared)
+
+      self._epochs[cache_key] = jax.jit(all_runs, donate_argnums=(0, 1, 2))
     return self._epochs[cache_key]
 
 
-def _epoch_keys(keys: jax.Array, phase: int, epoch: int) -> jax.Array:
-  return jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, phase), epoch))(keys)
+def check_phases(method: Method, data: Data, key: jax.Array) -> None:
+  """Refuses, before training, phases that change params' or state's structure.
+
+  Traced for one run with abstract values (``data`` may hold
+  ``jax.ShapeDtypeStruct`` s): nothing is computed. Also checks that every
+  loss and logged term is a scalar.
+
+  Raises:
+    ConfigError: naming the phase and what it changes.
+  """
+  num_samples = data["x"].shape[0]
+  params, state = jax.eval_shape(method.init, key, data)
+
+  def refuse(phase, what):
+    raise ConfigError(f"phase {phase.name!r} of method {method.name!r} {what}")
+
+  for phase in method.phases:
+    if isinstance(phase, FitPhase):
+      new_params, new_state, terms = jax.eval_shape(phase.update, params, state, data, key)
+      changed = [("params", _same_structure(params, new_params)),
+                 ("state", _same_structure(state, new_state))]
+    else:
+      idx = jax.ShapeDtypeStruct((min(phase.batch_size, num_samples),), jnp.int32)
+      batch = jax.eval_shape(phase.batch, idx, data, state, key)
+      changed, terms = [], {}
+      for update in phase.updates:
+        loss, (update_terms, new_state) = jax.eval_shape(
+            update.loss, params, state, batch, key)
+        terms = {**terms, "loss": loss, **update_terms}
+        changed.append(("state", _same_structure(state, new_state)))
+    for what, why in changed:
+      if why is not None:
+        refuse(phase, f"changes the {what}: {why}; phases must keep the shapes that "
+                      "init gives")
+    for name, term in terms.items():
+      if term.shape != ():
+        refuse(phase, f"logs {name!r} of shape {term.shape}; losses and terms must be "
+                      "scalars")
 
 
 def _to_host(tree: Any) -> dict[str, np.ndarray]:
@@ -183,9 +292,17 @@ class _History:
         f.write(json.dumps(record) + "\n")
 
 
+def _labels(y: Any, n: int) -> np.ndarray:
+  y = np.asarray(y)
+  if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
+    raise InputError(f"labels y must be {n} non-negative integers, got shape {y.shape} "
+                     f"and dtype {y.dtype}")
+  return y.astype(np.int32)
+
+
 def train(
     method: Method,
-    x: Any,
+    data: Any,
     y: Any = None,
     *,
     options: TrainOptions = TrainOptions(),
@@ -193,11 +310,13 @@ def train(
     resume: bool = False,
     fingerprint: dict[str, Any] | None = None,
 ) -> TrainResult:
-  """Trains ``options.runs`` independent runs of ``method`` on ``x``.
+  """Trains ``options.runs`` independent runs of ``method`` on ``data``.
 
   Args:
     method: the method's pure pieces.
-    x: data, (N, D) float; checked for shape, NaN/Inf and ``K <= N``.
+    data: an (N, D) array, or a mapping of per-sample arrays with an ``"x"``
+      entry (see :func:`as_data`); ``x`` is checked for shape, NaN/Inf and
+      ``K <= N``.
     y: optional integer labels, used only for logging ACC/NMI/ARI.
     options: runs, seeds, chunking, checkpoint and logging cadence, mesh.
     run_dir: where ``checkpoints/`` and ``history.jsonl`` go; ``None`` keeps
@@ -213,67 +332,95 @@ def train(
     >>> from deepclust_jax import methods
     >>> import numpy as np
     >>> x = np.random.default_rng(0).normal(size=(300, 2)).astype("float32")
-    >>> m = methods.build("kmeans", num_clusters=3, num_features=2)
+    >>> m = methods.build("kmeans", num_clusters=3, shape=(2,))
     >>> train(m, x, options=TrainOptions(runs=2, progress=False)).labels.shape
     (2, 300)
   """
-  x = check_data(x, method.num_clusters)
-  if y is not None:
-    y = np.asarray(y)
-    if y.shape != (x.shape[0],):
-      raise InputError(f"labels y have shape {y.shape}, expected ({x.shape[0]},)")
+  data = as_data(data, method.num_clusters)
+  n = data["x"].shape[0]
+  y = _labels(y, n) if y is not None else None
   run_dir = pathlib.Path(run_dir) if run_dir is not None else None
   runs = list(range(options.runs))
   size = options.chunk_runs or options.runs
   chunks = [runs[i:i + size] for i in range(0, len(runs), size)]
-  compiled = _Compiled(method, x.shape[0], options.mesh, options.predict_chunk)
-  x_dev = jax.device_put(jnp.asarray(x), compiled.replicated)
-  history = _History(run_dir if run_dir is not None else None)
+  num_classes = int(y.max()) + 1 if y is not None else 1
+  compiled = _Compiled(method, data, options, num_classes)
+  data_dev = jax.device_put({k: jnp.asarray(v) for k, v in data.items()},
+                            compiled.replicated)
+  y_dev = jnp.asarray(y) if y is not None else None
+  check_phases(method, data_dev, run_keys(options.seed, [0])[0])
+  history = _History(run_dir)
   fingerprint = {**(fingerprint or {}), "method": method.name, "seed": options.seed,
-                 "data_shape": list(x.shape)}
+                 "shared_order": options.shared_order,
+                 "data_shape": {k: list(np.shape(v)) for k, v in data.items()}}
   bar = tqdm.tqdm(total=method.num_epochs * len(chunks), disable=not options.progress,
                   desc=method.name, unit="epoch", dynamic_ncols=True)
   parts = []
   try:
     for c, chunk in enumerate(chunks):
-      parts.append(_train_chunk(compiled, x_dev, y, chunk, c, options, run_dir,
+      parts.append(_train_chunk(compiled, data_dev, y_dev, chunk, c, options, run_dir,
                                 resume, {**fingerprint, "runs": chunk}, history, bar))
   finally:
     bar.close()
-  params = jax.tree.map(lambda *a: np.concatenate(a), *[p[0] for p in parts])
+  params, state = jax.tree.map(lambda *a: np.concatenate(a), *[p[0] for p in parts])
   gamma = np.concatenate([p[1] for p in parts])
   terms = {k: np.concatenate([p[2][k] for p in parts]) for k in parts[0][2]}
   seconds = np.concatenate([np.full(len(ch), p[3] / len(ch)) for p, ch in zip(parts, chunks)])
   labels = gamma.argmax(-1)
   scores = [metrics.evaluate(y, labels[r]) for r in runs] if y is not None else None
-  selected = (int(np.argmin(terms[method.select_by])) if method.select_by else None)
-  return TrainResult(params, gamma, labels, terms, scores, selected, seconds,
-                     history.records)
+  collapsed = collapsed_runs(labels, method.num_clusters)
+  selected = (select_run(terms[method.select_by], collapsed)
+              if method.select_by else None)
+  return TrainResult(params, state, gamma, labels, terms, scores, collapsed, selected,
+                     seconds, history.records)
 
 
-def _train_chunk(compiled: _Compiled, x: jax.Array, y: np.ndarray | None,
+def collapsed_runs(labels: np.ndarray, num_clusters: int) -> list[int]:
+  """Runs (rows of ``labels``) whose partition leaves one of K clusters empty."""
+  return [r for r, row in enumerate(labels)
+          if np.unique(row).size < num_clusters]
+
+
+def select_run(criterion: np.ndarray, collapsed: Sequence[int]) -> int:
+  """The run with the lowest ``criterion`` among those that did not collapse.
+
+  A collapsed run can have the lowest value of a sparsity criterion (one
+  cluster holding every sample has L_sp = 0), so it is only chosen when every
+  run collapsed.
+  """
+  criterion = np.asarray(criterion, dtype=np.float64)
+  allowed = np.ones(criterion.shape, bool)
+  allowed[list(collapsed)] = False
+  if not allowed.any():
+    allowed[:] = True
+  return int(np.argmin(np.where(allowed, criterion, np.inf)))
+
+
+def _train_chunk(compiled: _Compiled, data: Data, y: jax.Array | None,
                  chunk: list[int], c: int, options: TrainOptions,
                  run_dir: pathlib.Path | None, resume: bool,
                  fingerprint: dict[str, Any], history: _History, bar: tqdm.tqdm):
-  """Trains one chunk of runs; returns (params, gamma, terms, seconds)."""
+  """Trains one chunk of runs; returns ((params, state), gamma, terms, seconds)."""
   method = compiled.method
   keys = run_keys(options.seed, chunk)
-  params, opt_state = None, None
+  order_key = jax.random.key(options.seed)
+  params, state, opt_states = None, None, None
   start_phase, start_epoch, done = 0, 0, 0
   ckpt = (Checkpointer(run_dir / "checkpoints" / f"chunk_{c}", fingerprint)
           if run_dir is not None else None)
   last_good = "none"
   if ckpt is not None and resume and (step := ckpt.latest_step()) is not None:
-    start_phase, start_epoch, done, params, opt_state = _restore(
-        compiled, ckpt, step, jax.eval_shape(compiled.init, keys, x))
+    start_phase, start_epoch, done, params, state, opt_states = _restore(
+        compiled, ckpt, step, jax.eval_shape(compiled.init, keys, data))
     last_good = str(ckpt.directory / str(step))
   elif ckpt is not None and ckpt.latest_step() is not None:
     raise InputError(f"{ckpt.directory} already holds checkpoints; pass --resume to "
                      "continue that run or choose another --out directory")
   if params is None:
-    params = compiled.init(keys, x)
+    params, state = compiled.init(keys, data)
   if compiled.replicated is not None:
-    params, opt_state = jax.device_put((params, opt_state), compiled.replicated)
+    params, state, opt_states = jax.device_put((params, state, opt_states),
+                                               compiled.replicated)
   history.truncate(c, done)
   bar.update(done)
   # A resumed chunk reports the terms of its last finished epoch, even if no
@@ -284,17 +431,16 @@ def _train_chunk(compiled: _Compiled, x: jax.Array, y: np.ndarray | None,
   for p in range(start_phase, len(method.phases)):
     phase = method.phases[p]
     first = start_epoch if p == start_phase else 0
-    if isinstance(phase, SGDPhase) and not (p == start_phase and opt_state is not None):
-      opt_state = compiled.opt_init[p](params)
+    if isinstance(phase, SGDPhase) and not (p == start_phase and opt_states is not None):
+      opt_states = compiled.opt_init[p](params)
     for e in range(first, phase.num_epochs):
-      ekeys = _epoch_keys(keys, p, e)
+      ekeys = jax.vmap(lambda k: _fold(k, p, e))(keys)
       if isinstance(phase, FitPhase):
-        params, terms = compiled.fit[p](params, x, ekeys)
+        params, state, terms = compiled.fit[p](params, state, data, ekeys)
       else:
-        batch_size = compiled.batch_size(phase, x.shape[0])
         average = phase.average and e == phase.epochs
-        params, opt_state, terms = compiled.epoch(p, batch_size, average)(
-            params, opt_state, x, ekeys)
+        params, state, opt_states, terms = compiled.epoch(p, average)(
+            params, state, opt_states, data, ekeys, _fold(order_key, p, e))
       done += 1
       terms = _to_host(terms)
       where = f"at epoch {e + 1} of phase {phase.name!r} (epoch {done} overall)"
@@ -303,41 +449,45 @@ def _train_chunk(compiled: _Compiled, x: jax.Array, y: np.ndarray | None,
       record = {"chunk": c, "runs": chunk, "phase": phase.name, "epoch": e + 1,
                 "global_epoch": done, "seconds": time.perf_counter() - tic,
                 "terms": {k: v.tolist() for k, v in terms.items()}}
-      if y is not None and (done % options.eval_every == 0 or done == method.num_epochs):
-        labels = np.asarray(compiled.predict(params, x).argmax(-1))
-        scores = [metrics.evaluate(y, l) for l in labels]
+      phase_end = e + 1 == phase.num_epochs
+      if y is not None and (done % options.eval_every == 0 or phase_end):
+        scores = [metrics.from_contingency(t)
+                  for t in np.asarray(compiled.score(params, state, data["x"], y))]
         record["metrics"] = {k: [s[k] for s in scores] for k in scores[0]}
       history.append(record)
       bar.update(1)
       bar.set_postfix(phase=phase.name, loss=f"{np.mean(terms.get('loss', np.nan)):.4g}")
-      phase_end = e + 1 == phase.num_epochs
       if ckpt is not None and (done % options.checkpoint_every == 0 or phase_end):
         position = ({"phase": p + 1, "epoch": 0} if phase_end
                     else {"phase": p, "epoch": e + 1})
-        state = {"params": params,
-                 "opt_state": opt_state if not phase_end else None}
-        ckpt.save(done, state, {**position, "done": done})
+        saved = {"params": params, "state": state,
+                 "opt_states": opt_states if not phase_end else None}
+        ckpt.save(done, saved, {**position, "done": done})
         last_good = str(ckpt.directory / str(done))
-    opt_state = None
-  gamma = compiled.predict(params, x)
+    opt_states = None
+  gamma = compiled.predict(params, state, data["x"])
   if compiled.criteria is not None:
-    last_terms = {**last_terms, **_to_host(compiled.criteria(params, x, gamma))}
+    last_terms = {**last_terms,
+                  **_to_host(compiled.criteria(params, state, data["x"], gamma))}
   seconds = time.perf_counter() - tic
   if ckpt is not None:
     ckpt.close()
-  return jax.device_get(params), np.asarray(gamma), last_terms, seconds
+  return jax.device_get((params, state)), np.asarray(gamma), last_terms, seconds
 
 
-def _restore(compiled: _Compiled, ckpt: Checkpointer, step: int, params: Params):
-  """Loads checkpoint ``step`` into the shapes of ``params`` (abstract).
+def _restore(compiled: _Compiled, ckpt: Checkpointer, step: int,
+             initial: tuple[Params, State]):
+  """Loads checkpoint ``step`` into the shapes of ``initial`` (abstract).
 
   Returns:
-    (phase, epoch, epochs done, params, opt_state) to continue from.
+    (phase, epoch, epochs done, params, state, opt_states) to continue from.
   """
   position = ckpt.read_position(step)
   p, e = position["phase"], position["epoch"]
-  # Mid-phase checkpoints also hold the optimiser state, whose structure only
-  # the phase's optimiser knows.
-  opt_state = jax.eval_shape(compiled.opt_init[p], params) if e > 0 else None
-  state = ckpt.restore_state(step, abstract({"params": params, "opt_state": opt_state}))
-  return p, e, position["done"], state["params"], state["opt_state"]
+  params, state = initial
+  # Mid-phase checkpoints also hold the optimiser states, whose structure only
+  # the phase's optimisers know.
+  opt_states = jax.eval_shape(compiled.opt_init[p], params) if e > 0 else None
+  saved = ckpt.restore_state(step, abstract(
+      {"params": params, "state": state, "opt_states": opt_states}))
+  return p, e, position["done"], saved["params"], saved["state"], saved["opt_states"]

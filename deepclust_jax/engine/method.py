@@ -5,14 +5,25 @@ A :class:`Method` is an ``init`` function, an ordered tuple of phases and a
 phases in order, for many seeds at once under ``vmap``; a method file never
 writes a training loop.
 
+Every run carries two pytrees: ``params``, which gradients move, and
+``state``, which they do not (running statistics, BatchNorm statistics, a
+neighbour graph). Both have fixed shapes from ``init``; both are vmapped over
+runs, checkpointed and restored exactly, and both reach every function below.
+
+Data is a mapping of per-sample arrays with a leading axis N: ``{"x": x}``,
+plus whatever a method adds (k-means labels, neighbour indices). ``x`` is
+(N, D); image methods reshape it with the per-sample ``shape`` that ``build``
+receives.
+
 Two kinds of phase cover every method of the library:
 
-* :class:`SGDPhase`: epochs of mini-batch gradient steps on a loss
-  ``loss(params, x_batch, key) -> (scalar, terms)``, each epoch one compiled
-  ``lax.scan``. ``average=True`` adds the CM paper's averaging epoch.
-* :class:`FitPhase`: one full-batch update ``update(params, x, key) ->
-  (params, terms)``, e.g. EM for a GMM or k-means on the codes to initialise
-  the centroids.
+* :class:`SGDPhase`: epochs of mini-batch steps, each epoch one compiled
+  ``lax.scan``. A step builds the batch (``batch``; by default every data
+  array gathered at the step's indices) and applies its :class:`Update` s in
+  order, each a gradient step on its own loss with its own optimiser, the
+  later ones seeing the parameters the earlier ones produced.
+* :class:`FitPhase`: one full-data, non-gradient update of params and state,
+  e.g. EM for a GMM or k-means on the codes to initialise the centroids.
 """
 
 from __future__ import annotations
@@ -25,39 +36,52 @@ import jax
 import optax
 
 Params = Any
+State = Any
+Data = Mapping[str, jax.Array]
+Batch = Any
 Terms = Mapping[str, jax.Array]
-LossFn = Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, Terms]]
-UpdateFn = Callable[[Params, jax.Array, jax.Array], tuple[Params, Terms]]
+LossFn = Callable[[Params, State, Batch, jax.Array], tuple[jax.Array, tuple[Terms, State]]]
+BatchFn = Callable[[jax.Array, Data, State, jax.Array], Batch]
+FitFn = Callable[[Params, State, Data, jax.Array], tuple[Params, State, Terms]]
+PredictFn = Callable[[Params, State, jax.Array], jax.Array]
+CriteriaFn = Callable[[Params, State, jax.Array, jax.Array], Terms]
+Optimizer = Union[optax.GradientTransformation, Callable[[int], optax.GradientTransformation]]
+
+
+def gather(idx: jax.Array, data: Data, state: State, key: jax.Array) -> Batch:
+  """The default batch: every data array at the step's indices."""
+  del state, key
+  return {name: array[idx] for name, array in data.items()}
+
+
+def stateless(loss: Callable[[Params, Batch, jax.Array], tuple[jax.Array, Terms]]) -> LossFn:
+  """Adapts ``loss(params, batch, key) -> (loss, terms)`` to a :data:`LossFn`.
+
+  For losses that neither read nor write the run's state.
+  """
+
+  def full(params, state, batch, key):
+    value, terms = loss(params, batch, key)
+    return value, (terms, state)
+
+  return full
 
 
 @dataclasses.dataclass(frozen=True)
-class SGDPhase:
-  """Epochs of mini-batch gradient descent on ``loss``.
+class Update:
+  """One gradient step on a batch.
 
   Attributes:
-    name: shown in logs and checkpoints.
-    loss: ``loss(params, x_batch, key) -> (loss, terms)``; ``terms`` maps names
-      to scalars that are logged every epoch (mean over the epoch's steps).
+    loss: ``loss(params, state, batch, key) -> (loss, (terms, state))``;
+      ``terms`` maps names to scalars that are logged (mean over an epoch's
+      steps), the returned state replaces the run's state.
     optimizer: an optax transformation, or a function of the number of steps
-      per epoch returning one (for learning-rate schedules counted in epochs).
-      Its state is created fresh at the start of the phase.
-    epochs: ordinary epochs.
-    batch_size: samples per step. The last partial batch of each epoch is
-      dropped; the permutation changes every epoch, so every sample is seen.
-    average: run one more epoch of ordinary steps and set the parameters to
-      the mean of the per-step snapshots (the CM paper's averaging epoch).
+      per epoch returning one (for schedules counted in epochs). Its state is
+      created at the start of the phase and kept across the phase's epochs.
   """
 
-  name: str
   loss: LossFn
-  optimizer: optax.GradientTransformation | Callable[[int], optax.GradientTransformation]
-  epochs: int
-  batch_size: int
-  average: bool = False
-
-  @property
-  def num_epochs(self) -> int:
-    return self.epochs + int(self.average)
+  optimizer: Optimizer
 
   def tx(self, steps_per_epoch: int) -> optax.GradientTransformation:
     """The optimiser for epochs of ``steps_per_epoch`` steps."""
@@ -67,16 +91,48 @@ class SGDPhase:
 
 
 @dataclasses.dataclass(frozen=True)
-class FitPhase:
-  """One full-batch, non-gradient update of the parameters.
+class SGDPhase:
+  """Epochs of mini-batch gradient steps.
 
   Attributes:
     name: shown in logs and checkpoints.
-    update: ``update(params, x, key) -> (params, terms)`` over the whole data.
+    updates: applied in order on every batch. The logged ``"loss"`` is the sum
+      of their losses; their terms are logged side by side (names must differ).
+    epochs: ordinary epochs.
+    batch_size: samples per step. The last partial batch of each epoch is
+      dropped; the permutation changes every epoch, so every sample is seen.
+    average: run one more epoch of ordinary steps and set the parameters to
+      the mean of the per-step snapshots (the CM paper's averaging epoch).
+    batch: ``batch(idx, data, state, key) -> batch``, built on the device from
+      the step's indices (gathers of side arrays, augmentation); defaults to
+      :func:`gather`. Every update of the step sees the same batch.
   """
 
   name: str
-  update: UpdateFn
+  updates: tuple[Update, ...]
+  epochs: int
+  batch_size: int
+  average: bool = False
+  batch: BatchFn = gather
+
+  @property
+  def num_epochs(self) -> int:
+    return self.epochs + int(self.average)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitPhase:
+  """One full-data, non-gradient update of params and state.
+
+  Attributes:
+    name: shown in logs and checkpoints.
+    update: ``update(params, state, data, key) -> (params, state, terms)``; it
+      must keep the structure, shapes and dtypes of params and state (checked
+      before training).
+  """
+
+  name: str
+  update: FitFn
 
   @property
   def num_epochs(self) -> int:
@@ -93,21 +149,23 @@ class Method:
   Attributes:
     name: registry name.
     num_clusters: K; the engine checks ``2 <= K <= N`` before training.
-    init: ``init(key, x) -> params`` for one run (x is the whole data set).
+    init: ``init(key, data) -> (params, state)`` for one run.
     phases: run in order by the engine.
-    predict: ``predict(params, x) -> gamma`` of shape (N, K); labels are its
-      argmax. Called on chunks of data, so it must be row-wise.
-    criteria: optional ``criteria(params, x, gamma) -> terms`` evaluated on the
-      whole data after training (e.g. the CM's L_sp for model selection).
-    select_by: name of the criterion whose lowest value picks the selected run.
+    predict: ``predict(params, state, x) -> gamma`` of shape (n, K); labels are
+      its argmax. Called on chunks of rows, so it must be row-wise.
+    criteria: optional ``criteria(params, state, x, gamma) -> terms`` giving
+      each sample's contribution, (n,) per term; the engine sums them over
+      the data in chunks after training (e.g. the CM's L_sp).
+    select_by: the criterion whose lowest value picks the selected run among
+      the runs whose partition is not degenerate.
   """
 
   name: str
   num_clusters: int
-  init: Callable[[jax.Array, jax.Array], Params]
+  init: Callable[[jax.Array, Data], tuple[Params, State]]
   phases: tuple[Phase, ...]
-  predict: Callable[[Params, jax.Array], jax.Array]
-  criteria: Callable[[Params, jax.Array, jax.Array], Terms] | None = None
+  predict: PredictFn
+  criteria: CriteriaFn | None = None
   select_by: str | None = None
 
   @property

@@ -1,4 +1,4 @@
-"""Compiled building blocks: one epoch as one ``lax.scan``, batched prediction.
+"""Compiled building blocks: one epoch as one ``lax.scan``, chunked passes over data.
 
 Everything here is a pure function of one run; :mod:`.loop` maps them over
 runs with ``vmap`` and compiles them once per phase.
@@ -6,90 +6,149 @@ runs with ``vmap`` and compiles them once per phase.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from deepclust_jax.engine.method import Params, SGDPhase, Terms
+from deepclust_jax.engine.method import (CriteriaFn, Data, Params, PredictFn, SGDPhase,
+                                         State, Terms)
+
+
+def epoch_batches(key: jax.Array, num_samples: int, batch_size: int) -> jax.Array:
+  """The (steps, batch_size) sample indices of one shuffled epoch.
+
+  The last ``num_samples % batch_size`` samples of the permutation are dropped
+  (a different subset every epoch).
+  """
+  steps = num_samples // batch_size
+  order = jax.random.permutation(key, num_samples)
+  return order[: steps * batch_size].reshape(steps, batch_size)
 
 
 def sgd_epoch(
     phase: SGDPhase,
-    batch_size: int,
     params: Params,
-    opt_state: optax.OptState,
-    x: jax.Array,
+    state: State,
+    opt_states: Sequence[optax.OptState],
+    data: Data,
     key: jax.Array,
+    batches: jax.Array,
     *,
     average: bool = False,
-    constrain: Callable[[jax.Array], jax.Array] = lambda b: b,
+    constrain: Callable[[Any], Any] = lambda b: b,
     trace: Callable[[Params], Any] | None = None,
-) -> tuple[Params, optax.OptState, Terms] | tuple[Params, optax.OptState, Terms, Any]:
-  """One shuffled pass over ``x`` in ``len(x) // batch_size`` steps.
+) -> tuple[Params, State, tuple[optax.OptState, ...], Terms, Any]:
+  """One pass over ``batches``, (steps, batch_size) indices into ``data``.
 
-  The permutation is drawn inside the compiled function, so data never leaves
-  the device. The last ``len(x) % batch_size`` samples of the permutation are
-  dropped (a different subset every epoch). With ``average=True`` the returned
-  parameters are the mean of the parameters after each step.
+  Each step builds its batch with ``phase.batch`` on the device and applies
+  the phase's updates in order. With ``average=True`` the returned parameters
+  are the mean of the parameters after each step.
 
   ``constrain`` is applied to every batch (the engine passes a sharding
   constraint for data parallelism). ``trace``, if given, is evaluated on the
   parameters after every step and returned stacked, e.g. to plot the per-step
-  centroids of an epoch (the CM paper's Fig. 1).
+  centroids of an epoch (the CM paper's Fig. 1); else ``None`` is returned.
 
   Returns:
-    The new parameters and optimiser state, the mean over steps of the loss
-    (``"loss"``) and of every named term, and with ``trace`` its stacked values.
+    The new parameters, state and optimiser states, the mean over steps of the
+    loss (``"loss"``, summed over updates) and of every named term, and the
+    trace.
   """
-  num_batches = x.shape[0] // batch_size
-  perm_key, step_key = jax.random.split(key)
-  order = jax.random.permutation(perm_key, x.shape[0])
-  batches = order[: num_batches * batch_size].reshape(num_batches, batch_size)
-  step_keys = jax.random.split(step_key, num_batches)
-  grad_fn = jax.value_and_grad(phase.loss, has_aux=True)
-  optimizer = phase.tx(num_batches)
+  num_batches = batches.shape[0]
+  step_keys = jax.random.split(key, num_batches)
+  txs = [update.tx(num_batches) for update in phase.updates]
+  grads = [jax.value_and_grad(update.loss, has_aux=True) for update in phase.updates]
 
   def step(carry, inputs):
-    params, opt_state, total = carry
+    params, state, opt_states, total = carry
     idx, k = inputs
-    (loss, terms), grads = grad_fn(params, constrain(x[idx]), k)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
+    batch_key, *update_keys = jax.random.split(k, 1 + len(txs))
+    batch = constrain(phase.batch(idx, data, state, batch_key))
+    logged: dict[str, jax.Array] = {"loss": jnp.zeros(())}
+    new_opt_states = []
+    for tx, grad_fn, opt_state, update_key in zip(txs, grads, opt_states, update_keys):
+      (loss, (terms, state)), g = grad_fn(params, state, batch, update_key)
+      updates, opt_state = tx.update(g, opt_state, params)
+      params = optax.apply_updates(params, updates)
+      new_opt_states.append(opt_state)
+      logged = {**logged, **terms, "loss": logged["loss"] + loss}
     if average:
       total = jax.tree.map(jnp.add, total, params)
     traced = trace(params) if trace is not None else None
-    return (params, opt_state, total), ({"loss": loss, **terms}, traced)
+    return (params, state, tuple(new_opt_states), total), (logged, traced)
 
   total = jax.tree.map(jnp.zeros_like, params) if average else None
-  (params, opt_state, total), (terms, traced) = jax.lax.scan(
-      step, (params, opt_state, total), (batches, step_keys))
+  carry = (params, state, tuple(opt_states), total)
+  (params, state, opt_states, total), (terms, traced) = jax.lax.scan(
+      step, carry, (batches, step_keys))
   if average:
-    params = jax.tree.map(lambda t: t / num_batches, total)
-  terms = jax.tree.map(jnp.mean, terms)
-  if trace is not None:
-    return params, opt_state, terms, traced
-  return params, opt_state, terms
+    params = jax.tree.map(lambda t: (t / num_batches).astype(t.dtype), total)
+  return params, state, opt_states, jax.tree.map(jnp.mean, terms), traced
+
+
+def _chunks(x: jax.Array, chunk_size: int) -> tuple[jax.Array, jax.Array]:
+  """``x`` padded to whole chunks, (chunks, chunk_size, ...), and the row mask."""
+  n = x.shape[0]
+  chunk_size = min(chunk_size, n)
+  num_chunks = -(-n // chunk_size)
+  pad = num_chunks * chunk_size - n
+  padded = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
+  mask = jnp.arange(num_chunks * chunk_size) < n
+  return (padded.reshape(num_chunks, chunk_size, *x.shape[1:]),
+          mask.reshape(num_chunks, chunk_size))
 
 
 def predict_in_chunks(
-    predict: Callable[[Params, jax.Array], jax.Array],
+    predict: PredictFn,
     params: Params,
+    state: State,
     x: jax.Array,
     chunk_size: int = 4096,
 ) -> jax.Array:
-  """``predict(params, x)`` evaluated ``chunk_size`` rows at a time.
+  """``predict(params, state, x)`` evaluated ``chunk_size`` rows at a time.
 
   Keeps memory at O(chunk) for deep models (a 2000-unit layer over 70,000
   samples and 20 runs would otherwise need gigabytes). ``x`` is padded to a
   whole number of chunks and the padding rows are dropped from the result.
   """
-  n = x.shape[0]
-  chunk_size = min(chunk_size, n)
-  num_chunks = -(-n // chunk_size)
-  padded = jnp.pad(x, ((0, num_chunks * chunk_size - n), (0, 0)))
-  chunks = padded.reshape(num_chunks, chunk_size, x.shape[1])
-  out = jax.lax.map(lambda c: predict(params, c), chunks)
-  return out.reshape(num_chunks * chunk_size, -1)[:n]
+  chunks, _ = _chunks(x, chunk_size)
+  out = jax.lax.map(lambda c: predict(params, state, c), chunks)
+  return out.reshape(-1, out.shape[-1])[: x.shape[0]]
+
+
+def criteria_in_chunks(
+    criteria: CriteriaFn,
+    params: Params,
+    state: State,
+    x: jax.Array,
+    gamma: jax.Array,
+    chunk_size: int = 4096,
+) -> Terms:
+  """Sums the per-sample ``criteria(params, state, x, gamma)`` over all rows.
+
+  Evaluated ``chunk_size`` rows at a time; padding rows are masked out.
+  """
+  x_chunks, mask = _chunks(x, chunk_size)
+  gamma_chunks, _ = _chunks(gamma, chunk_size)
+
+  def chunk_sum(inputs):
+    xc, gc, m = inputs
+    return jax.tree.map(lambda v: jnp.sum(jnp.where(m, v, 0)),
+                        criteria(params, state, xc, gc))
+
+  return jax.tree.map(lambda s: jnp.sum(s, axis=0),
+                      jax.lax.map(chunk_sum, (x_chunks, gamma_chunks, mask)))
+
+
+def contingency(labels: jax.Array, y: jax.Array, num_clusters: int,
+                num_classes: int) -> jax.Array:
+  """Counts (classes, clusters) of ``y`` against ``labels``, on the device.
+
+  Scoring an epoch then moves a K x C table to the host, not N labels.
+  """
+  flat = y * num_clusters + labels
+  return jnp.bincount(flat, length=num_classes * num_clusters).reshape(
+      num_classes, num_clusters)

@@ -23,6 +23,7 @@ divided by 10 every 33 epochs).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 import jax
@@ -32,9 +33,10 @@ import optax
 from deepclust_jax import losses
 from deepclust_jax.baselines import kmeans
 from deepclust_jax.configs import paper
-from deepclust_jax.engine import FitPhase, Method, SGDPhase, predict_in_chunks
+from deepclust_jax.engine import (FitPhase, Method, SGDPhase, Update, predict_in_chunks,
+                                  stateless)
 from deepclust_jax.methods import registry
-from deepclust_jax.methods.cm import concentration
+from deepclust_jax.methods.cm import concentration, sparsity_per_sample
 from deepclust_jax.methods.common import optimizer, polynomial_decay, require
 from deepclust_jax.models import (Autoencoder, ClusteringModule, centroids,
                                   params_from_centroids)
@@ -98,33 +100,37 @@ class AECMConfig:
             "the sorted prior needs one frequency per cluster (--set frequencies=...)")
 
 
-def build(config: AECMConfig, num_features: int) -> Method:
-  """The AE-CM as pure pieces for the engine."""
-  ae = Autoencoder(num_features, config.latent, config.hidden)
+def build(config: AECMConfig, shape: tuple[int, ...]) -> Method:
+  """The AE-CM as pure pieces for the engine; samples of ``shape`` are flattened."""
+  ae = Autoencoder(math.prod(shape), config.latent, config.hidden)
   cm = ClusteringModule(config.num_clusters, config.latent)
   alpha = concentration(config)
   sort = config.prior == "sorted"
 
-  def init(key, x):
+  def init(key, data):
+    x = data["x"]
     ae_key, cm_key = jax.random.split(key)
     return {"autoencoder": ae.init(ae_key, x[:1])["params"],
-            "cm": cm.init(cm_key, jnp.zeros((1, config.latent), x.dtype))["params"]}
+            "cm": cm.init(cm_key, jnp.zeros((1, config.latent), x.dtype))["params"]}, None
 
-  def encode(params, x):
+  def encode(params, state, x):
+    del state
     return ae.apply({"params": params["autoencoder"]}, x, method=Autoencoder.encode)
 
-  def predict(params, x):
-    return cm.apply({"params": params["cm"]}, encode(params, x))[0]
+  def predict(params, state, x):
+    return cm.apply({"params": params["cm"]}, encode(params, state, x))[0]
 
-  def joint_loss(params, x, key):
+  def joint_loss(params, batch, key):
     del key
+    x = batch["x"]
     z, x_bar = ae.apply({"params": params["autoencoder"]}, x)
     gamma, _ = cm.apply({"params": params["cm"]}, z)
     return losses.aecm_loss(x, x_bar, z, gamma, centroids(params["cm"]), alpha,
                             beta=config.beta, lam=config.lam, sort=sort)
 
-  def pretrain_loss(params, x, key):
+  def pretrain_loss(params, batch, key):
     del key
+    x = batch["x"]
     _, x_bar = ae.apply({"params": params["autoencoder"]}, x)
     # Per-sample MSE summed over the batch: the authors' TensorFlow code
     # differentiates the vector of per-sample MSEs, i.e. their sum, so their
@@ -132,19 +138,22 @@ def build(config: AECMConfig, num_features: int) -> Method:
     mse = jnp.mean(jnp.square(x - x_bar), axis=-1)
     return jnp.sum(mse), {"mse": jnp.mean(mse)}
 
-  def cm_loss(params, x, key):
+  def cm_loss(params, batch, key):
     del key
-    z = jax.lax.stop_gradient(encode(params, x))
+    z = jax.lax.stop_gradient(encode(params, None, batch["x"]))
     gamma, _ = cm.apply({"params": params["cm"]}, z)
     return losses.cm_loss(z, gamma, centroids(params["cm"]), alpha, sort=sort)
 
-  def init_cm(params, x, key):
-    z = predict_in_chunks(encode, params, x)
+  def init_cm(params, state, data, key):
+    z = predict_in_chunks(encode, params, state, data["x"])
     fit = kmeans(key, z, config.num_clusters, n_init=config.kmeans_restarts)
-    return {**params, "cm": params_from_centroids(fit.mu)}, {"inertia": fit.inertia}
+    # Keep init's dtypes (float64 codes under x64 must not promote the CM).
+    cm_params = jax.tree.map(lambda new, old: new.astype(old.dtype),
+                             params_from_centroids(fit.mu), params["cm"])
+    return {**params, "cm": cm_params}, state, {"inertia": fit.inertia}
 
-  def criteria(params, x, gamma):
-    return {"l_sp": losses.sparsity_criterion(gamma, centroids(params["cm"]))}
+  def criteria(params, state, x, gamma):
+    return {"l_sp": sparsity_per_sample(gamma, centroids(params["cm"]))}
 
   def adam(trainable=None):
     return optimizer("adam", config.learning_rate, config.adam_eps, trainable)
@@ -164,15 +173,16 @@ def build(config: AECMConfig, num_features: int) -> Method:
     return optimizer("sgd", schedule, trainable={"autoencoder"},
                      momentum=config.pretrain_momentum)
 
-  joint = SGDPhase("joint", joint_loss, joint_adam, config.epochs, config.batch_size,
-                   average=True)
+  joint = SGDPhase("joint", (Update(stateless(joint_loss), joint_adam),), config.epochs,
+                   config.batch_size, average=True)
   phases = (joint,)
   if config.init == "p":
     phases = (
-        SGDPhase("pretrain", pretrain_loss, pretrain_tx, config.pretrain_epochs,
-                 config.pretrain_batch_size),
+        SGDPhase("pretrain", (Update(stateless(pretrain_loss), pretrain_tx),),
+                 config.pretrain_epochs, config.pretrain_batch_size),
         FitPhase("kmeans", init_cm),
-        SGDPhase("cm", cm_loss, adam({"cm"}), config.cm_epochs, config.batch_size),
+        SGDPhase("cm", (Update(stateless(cm_loss), adam({"cm"})),), config.cm_epochs,
+                 config.batch_size),
         joint,
     )
   return Method("aecm", config.num_clusters, init, phases, predict, criteria,

@@ -8,6 +8,7 @@ vmapped runs over seeds and the run directory with the deep methods.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 import jax
@@ -58,45 +59,49 @@ class IGMMConfig(GMMConfig):
   uniform_weights: bool = True
 
 
-def build_kmeans(config: KMeansConfig, num_features: int) -> Method:
+def build_kmeans(config: KMeansConfig, shape: tuple[int, ...]) -> Method:
   K = config.num_clusters
 
-  def init(key, x):
+  def init(key, data):
     del key
-    return {"mu": jnp.zeros((K, num_features), x.dtype)}
+    return {"mu": jnp.zeros((K, math.prod(shape)), data["x"].dtype)}, None
 
-  def fit(params, x, key):
+  def fit(params, state, data, key):
     del params
-    result = kmeans(key, x, K, n_init=config.n_init, num_iters=config.num_iters,
+    result = kmeans(key, data["x"], K, n_init=config.n_init, num_iters=config.num_iters,
                     tol=config.tol)
-    return {"mu": result.mu}, {"inertia": result.inertia}
+    return {"mu": result.mu}, state, {"inertia": result.inertia}
 
-  def predict(params, x):
+  def predict(params, state, x):
+    del state
     return jax.nn.one_hot(jnp.argmin(sq_distances(x, params["mu"]), axis=1), K)
 
   return Method("kmeans", K, init, (FitPhase("lloyd", fit),), predict)
 
 
-def build_gmm(config: GMMConfig, num_features: int, name: str = "gmm") -> Method:
+def build_gmm(config: GMMConfig, shape: tuple[int, ...], name: str = "gmm") -> Method:
   K = config.num_clusters
+  num_features = math.prod(shape)
   cov_shape = {"full": (K, num_features, num_features), "diag": (K, num_features),
                "spherical": (K,)}[config.covariance]
 
-  def init(key, x):
+  def init(key, data):
     del key
-    return {"weights": jnp.full((K,), 1.0 / K, x.dtype),
-            "mu": jnp.zeros((K, num_features), x.dtype),
-            "covariances": jnp.ones(cov_shape, x.dtype)}
+    dtype = data["x"].dtype
+    return {"weights": jnp.full((K,), 1.0 / K, dtype),
+            "mu": jnp.zeros((K, num_features), dtype),
+            "covariances": jnp.ones(cov_shape, dtype)}, None
 
-  def fit(params, x, key):
+  def fit(params, state, data, key):
     del params
-    result = gmm(key, x, K, covariance=config.covariance, num_iters=config.num_iters,
+    result = gmm(key, data["x"], K, covariance=config.covariance, num_iters=config.num_iters,
                  tol=config.tol, reg_covar=config.reg_covar,
                  uniform_weights=config.uniform_weights, init=config.init)
     return ({"weights": result.weights, "mu": result.mu, "covariances": result.covariances},
-            {"log_likelihood": result.log_likelihood})
+            state, {"log_likelihood": result.log_likelihood})
 
-  def predict(params, x):
+  def predict(params, state, x):
+    del state
     log_prob = gaussian_log_prob(x, params["mu"], params["covariances"], config.covariance)
     return jax.nn.softmax(jnp.log(params["weights"]) + log_prob, axis=1)
 
@@ -110,5 +115,5 @@ registry.register(registry.MethodSpec(
     "gmm", GMMConfig, build_gmm, {},
     "Gaussian mixture by EM (full, diag or spherical covariance)"))
 registry.register(registry.MethodSpec(
-    "igmm", IGMMConfig, lambda config, d: build_gmm(config, d, "igmm"), {},
+    "igmm", IGMMConfig, lambda config, shape: build_gmm(config, shape, "igmm"), {},
     "isotropic GMM with uniform weights (the CM paper's iGMM baseline)"))

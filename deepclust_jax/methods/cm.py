@@ -9,6 +9,7 @@ with the lowest L_sp = E2 + E3 is the selected one (section 5.2.4).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 import jax
@@ -16,7 +17,7 @@ import jax
 from deepclust_jax import losses
 from deepclust_jax.baselines import kmeans_plusplus, lloyd
 from deepclust_jax.configs import paper
-from deepclust_jax.engine import Method, SGDPhase
+from deepclust_jax.engine import Method, SGDPhase, Update, stateless
 from deepclust_jax.methods import registry
 from deepclust_jax.methods.common import optimizer, require
 from deepclust_jax.models import ClusteringModule, centroids, params_from_centroids
@@ -70,37 +71,46 @@ def concentration(config) -> jax.Array:
   return losses.dirichlet_concentration(config.alpha, config.num_clusters, frequencies)
 
 
+def sparsity_per_sample(gamma: jax.Array, mu: jax.Array) -> jax.Array:
+  """Each sample's share of L_sp = E2 + E3 (both are sums over samples), (n,)."""
+  return jax.vmap(lambda g: losses.sparsity_criterion(g[None], mu))(gamma)
+
+
 def init_from_kmeans(key: jax.Array, x: jax.Array, num_clusters: int) -> dict:
   """CM parameters from k-means++ seeds moved by one Lloyd step (init "p")."""
   mu = lloyd(x, kmeans_plusplus(key, x, num_clusters), num_iters=1).mu
   return params_from_centroids(mu)
 
 
-def build(config: CMConfig, num_features: int) -> Method:
-  """The CM as pure pieces for the engine."""
-  module = ClusteringModule(config.num_clusters, num_features)
+def build(config: CMConfig, shape: tuple[int, ...]) -> Method:
+  """The CM as pure pieces for the engine; samples of ``shape`` are flattened."""
+  module = ClusteringModule(config.num_clusters, math.prod(shape))
   alpha = concentration(config)
   sort = config.prior == "sorted"
 
-  def init(key, x):
+  def init(key, data):
+    x = data["x"]
     if config.init == "p":
-      return init_from_kmeans(key, x, config.num_clusters)
-    return module.init(key, x[:1])["params"]
+      return init_from_kmeans(key, x, config.num_clusters), None
+    return module.init(key, x[:1])["params"], None
 
-  def predict(params, x):
+  def predict(params, state, x):
+    del state
     return module.apply({"params": params}, x)[0]
 
-  def loss(params, x, key):
+  def loss(params, batch, key):
     del key  # deterministic loss
-    return losses.cm_loss(x, predict(params, x), centroids(params), alpha, sort=sort,
-                          terms=config.terms)
+    x = batch["x"]
+    return losses.cm_loss(x, predict(params, None, x), centroids(params), alpha,
+                          sort=sort, terms=config.terms)
 
-  def criteria(params, x, gamma):
-    return {"l_sp": losses.sparsity_criterion(gamma, centroids(params))}
+  def criteria(params, state, x, gamma):
+    del state, x
+    return {"l_sp": sparsity_per_sample(gamma, centroids(params))}
 
-  train = SGDPhase("train", loss, optimizer(config.optimizer, config.learning_rate,
-                                            config.adam_eps),
-                   config.epochs, config.batch_size, average=config.average)
+  tx = optimizer(config.optimizer, config.learning_rate, config.adam_eps)
+  train = SGDPhase("train", (Update(stateless(loss), tx),), config.epochs,
+                   config.batch_size, average=config.average)
   return Method("cm", config.num_clusters, init, (train,), predict, criteria,
                 select_by="l_sp")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from deepclust_jax.engine import Method
@@ -26,14 +26,16 @@ class MethodSpec:
     name: registry name, as typed on the command line.
     config: the config dataclass; it must have a ``num_clusters`` field where
       0 means "the dataset's number of classes".
-    build: ``build(config, num_features) -> Method``.
+    build: ``build(config, shape) -> Method``, with ``shape`` the shape of one
+      sample: ``(D,)`` for vectors, ``(H, W, C)`` for images (whose rows in
+      the data are flattened row-major).
     presets: per-dataset overrides from the papers.
     summary: one line for ``deepclust --help``.
   """
 
   name: str
   config: type
-  build: Callable[[Any, int], Method]
+  build: Callable[[Any, tuple[int, ...]], Method]
   presets: Mapping[str, Mapping[str, Any]]
   summary: str
 
@@ -134,14 +136,17 @@ def resolve(name: str, *, dataset: str | None = None, num_classes: int | None = 
   return config
 
 
-def build(name: str, *, num_features: int, dataset: str | None = None,
+def build(name: str, *, shape: Sequence[int], dataset: str | None = None,
           **overrides: Any) -> Method:
   """Resolves a config and builds the method in one call (for notebooks).
 
+  Args:
+    shape: the shape of one sample, ``(D,)`` or ``(H, W, C)``.
+
   Example:
-    >>> m = build("kmeans", num_clusters=3, num_features=2)
+    >>> m = build("kmeans", num_clusters=3, shape=(2,))
     >>> m.num_clusters
     3
   """
   config = resolve(name, dataset=dataset, overrides=overrides)
-  return get(name).build(config, num_features)
+  return get(name).build(config, tuple(shape))
