@@ -449,3 +449,13 @@ def test_cm_and_aecm_parameters_pinned_to_values_before_engine_v2():
     for path, leaf in leaves:
       np.testing.assert_allclose(leaf, pinned[case + jax.tree_util.keystr(path)],
                                  rtol=1e-6, atol=1e-6, err_msg=f"{case} {path}")
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 5, 7, 23, 30])
+def test_chunked_passes_cover_every_row_once(chunk):
+  x = jnp.arange(23 * 3, dtype=jnp.float32).reshape(23, 3)
+  predicted = engine.predict_in_chunks(lambda p, s, x: 2 * x, None, None, x, chunk)
+  np.testing.assert_array_equal(predicted, 2 * x)
+  summed = engine.criteria_in_chunks(lambda p, s, x, g: {"a": x[:, 0] + g[:, 1]},
+                                     None, None, x, x, chunk)
+  assert float(summed["a"]) == float(jnp.sum(x[:, 0] + x[:, 1]))

@@ -140,7 +140,7 @@ def _same_structure(before: Any, after: Any) -> str | None:
   return None
 
 
-class _Compiled:
+class Compiled:
   """The vmapped, jitted functions of one method, built once and reused."""
 
   def __init__(self, method: Method, data: Data, options: TrainOptions,
@@ -344,7 +344,7 @@ def train(
   size = options.chunk_runs or options.runs
   chunks = [runs[i:i + size] for i in range(0, len(runs), size)]
   num_classes = int(y.max()) + 1 if y is not None else 1
-  compiled = _Compiled(method, data, options, num_classes)
+  compiled = Compiled(method, data, options, num_classes)
   data_dev = jax.device_put({k: jnp.asarray(v) for k, v in data.items()},
                             compiled.replicated)
   y_dev = jnp.asarray(y) if y is not None else None
@@ -396,7 +396,7 @@ def select_run(criterion: np.ndarray, collapsed: Sequence[int]) -> int:
   return int(np.argmin(np.where(allowed, criterion, np.inf)))
 
 
-def _train_chunk(compiled: _Compiled, data: Data, y: jax.Array | None,
+def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
                  chunk: list[int], c: int, options: TrainOptions,
                  run_dir: pathlib.Path | None, resume: bool,
                  fingerprint: dict[str, Any], history: _History, bar: tqdm.tqdm):
@@ -475,7 +475,7 @@ def _train_chunk(compiled: _Compiled, data: Data, y: jax.Array | None,
   return jax.device_get((params, state)), np.asarray(gamma), last_terms, seconds
 
 
-def _restore(compiled: _Compiled, ckpt: Checkpointer, step: int,
+def _restore(compiled: Compiled, ckpt: Checkpointer, step: int,
              initial: tuple[Params, State]):
   """Loads checkpoint ``step`` into the shapes of ``initial`` (abstract).
 

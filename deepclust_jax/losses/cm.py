@@ -68,7 +68,12 @@ def e1_reconstruction(x: chex.Array, gamma: chex.Array, mu: chex.Array) -> chex.
     >>> float(e1_reconstruction(x, gamma, mu))
     2.25
   """
-  return jnp.sum(jnp.square(x - gamma @ mu))
+  # Expanded as ||x||^2 - 2 <gamma, x mu^T> + <gamma mu mu^T, gamma> so that
+  # the (N, d) reconstruction is never formed: x enters only through x mu^T,
+  # which runs sharing a batch (vmap, shared batch order) compute as one wide
+  # matrix product, and the gradients need (N, K) and (K, d) arrays only.
+  return (jnp.sum(jnp.square(x)) - 2.0 * jnp.sum(gamma * (x @ mu.T))
+          + jnp.sum((gamma @ (mu @ mu.T)) * gamma))
 
 
 def e2_sparsity(gamma: chex.Array, mu: chex.Array | None = None) -> chex.Array:
