@@ -182,7 +182,9 @@ def to_markdown(records: list[dict]) -> str:
     out.append(f"| {r['workload']} | {r['kind']} | {r['runs']} | {r['steps']} / "
                f"{r['full_epoch_steps']} | {r['compile_s']:.2f} | {r['epoch_s']:.2f} | "
                f"{r['steps_per_s']:.0f} | {r['device']} | {r['jax']} | {r['date']} |")
-  return "\n".join(out + ["", *targets(records)]) + "\n"
+  side_by_side = RESULTS / "side_by_side.md"
+  extra = [side_by_side.read_text()] if side_by_side.exists() else []
+  return "\n".join(out + ["", *targets(records), "", *extra]) + "\n"
 
 
 # The training-engine issue's targets: seconds per epoch of one (kind, runs)

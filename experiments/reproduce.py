@@ -8,7 +8,7 @@ ours as mean ± std x100 over runs, the paper's beside it, with runs, epochs,
 wall time and hardware. Run directories go to ``runs/<name>/`` (not in git).
 
 Usage:
-  python experiments/reproduce.py CONFIG [--rows SUBSTRING ...] [--runs N]
+  python experiments/reproduce.py CONFIG [--rows LABEL_OR_SUBSTRING ...] [--runs N]
       [--epochs E] [--set key=value ...] [--data-dir DIR] [--chunk-runs N] [--quiet]
 """
 
@@ -76,8 +76,9 @@ def to_markdown(config: dict, records: list[dict]) -> str:
   """The results table of ``config``: ours beside the paper's, per score."""
   scores = ("ari", "nmi", "acc")
   lines = [f"## {config['title']}", "",
-           "Scores x100, mean ± std over runs; `sel.` is the run with the lowest "
-           "L_sp (the paper's model selection).", "",
+           "Scores x100, mean ± std over runs; `sel.` is the selected run (lowest "
+           "value of the method's selection criterion, L_sp for the CM and AE-CM, "
+           "among runs that left no cluster empty).", "",
            "| row | runs | epochs | " + " | ".join(
                f"{s.upper()} ours | {s.upper()} paper" for s in scores)
            + " | ARI sel. | wall s | command |",
@@ -152,6 +153,11 @@ def write_report() -> None:
   (RESULTS / "cm_aecm.md").write_text("\n".join(parts))
 
 
+def _matches(label: str, pattern: str, labels: set[str]) -> bool:
+  """A row's own label selects that row alone; any other text, every row containing it."""
+  return label == pattern if pattern in labels else pattern in label
+
+
 def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("config")
@@ -170,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
   epochs = args.epochs or config.get("epochs")
   extra = methods.parse_overrides(args.set)
   records = read_records(name)
+  labels = {row["label"] for row in config["rows"]}
   failures = 0
   for row in config["rows"]:
-    if args.rows and not any(s in row["label"] for s in args.rows):
+    if args.rows and not any(_matches(row["label"], s, labels) for s in args.rows):
       continue
     tag = "".join(f"-{k}{v}" for k, v in sorted(extra.items()))
     out = (pathlib.Path("runs") / name
@@ -183,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"== {row['label']}: {runs} run(s)", flush=True)
     start = datetime.datetime.now()
     record = {"label": row["label"], "runs": runs, "epochs": epochs, "overrides": extra,
+              "options": row.get("options", {}),
               "hardware": hardware(), "date": start.date().isoformat(),
               "command": shlex.join(command)}
     try:
@@ -192,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
           data_dir=args.data_dir,
           out=out, resume=(out / "config.json").exists(),
           options={"progress": not args.quiet, "chunk_runs": args.chunk_runs,
-                   "eval_every": config.get("eval_every", 1)})
+                   "eval_every": config.get("eval_every", 10), **row.get("options", {})})
     except NonFiniteError as e:  # A diverged row is a result too; go on with the others.
       record["failed"] = str(e)
       failures += 1

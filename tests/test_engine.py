@@ -14,7 +14,7 @@ import optax
 import pytest
 
 from deepclust_jax.engine import (FitPhase, Method, SGDPhase, TrainOptions, Update, gather,
-                                  sgd_epoch, stateless, train)
+                                  select_run, sgd_epoch, stateless, train)
 from deepclust_jax import engine, metrics
 from deepclust_jax.engine import loop
 from deepclust_jax.errors import CheckpointError, ConfigError, InputError, NonFiniteError
@@ -100,7 +100,7 @@ def test_train_shapes_scores_and_selection():
   chex.assert_shape(result.labels, (3, x.shape[0]))
   chex.assert_shape(result.params["mu"], (3, K, D))
   assert set(result.terms) == {"loss", "fit", "spread", "l_sp"}
-  assert result.selected == int(np.argmin(result.terms["l_sp"]))
+  assert result.selected == select_run(result.terms["l_sp"], result.collapsed)
   assert max(s["ari"] for s in result.metrics) > 0.95
   assert len(result.history) == 5  # 4 epochs + the averaging epoch
   assert result.history[-1]["phase"] == "train"

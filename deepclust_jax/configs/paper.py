@@ -48,8 +48,12 @@ AECM = {
 }
 
 # Ours, not the paper's: the README's quick start (AE-CM on scikit-learn's
-# digits in about a minute on 2 CPU cores). Random initialisation collapses to
-# uniform responsibilities on digits with these values, so it uses "p".
+# digits in under a minute on 2 CPU cores). With the paper's initialisation
+# (k-means on the codes, pinv encoder, CM-only epochs) digits collapses often:
+# the pinv encoder starts the CM far from the k-means partition. k-means on the
+# inputs, each cluster's mean code as its centroid and the nearest-centroid
+# encoder start the joint training at the k-means partition instead.
 AECM["digits"] = {"init": "p", "alpha": 13.0, "beta": 0.5, "batch_size": 100,
-                  "epochs": 50, "pretrain_epochs": 20, "pretrain_batch_size": 100,
-                  "pretrain_momentum": 0.0, "cm_epochs": 5}
+                  "epochs": 50, "pretrain_epochs": 30, "pretrain_batch_size": 100,
+                  "pretrain_momentum": 0.0, "cm_epochs": 0, "kmeans_space": "inputs",
+                  "centroid_encoder": "nearest"}

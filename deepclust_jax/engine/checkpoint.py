@@ -27,7 +27,9 @@ class Checkpointer:
     self.fingerprint = fingerprint
     self._manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        # Synchronous: training waits for each save anyway, and async saves warn.
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                             enable_async_checkpointing=False),
         item_names=("state", "meta"),
     )
 

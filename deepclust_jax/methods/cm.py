@@ -30,7 +30,11 @@ class CMConfig:
   Attributes:
     num_clusters: K; 0 takes the dataset's number of classes.
     init: "r" Glorot-uniform weights; "p" k-means++ seeding and one Lloyd step,
-      decoder = centroids, encoder = their pseudo-inverse, zero biases.
+      decoder = centroids, encoder from them by ``centroid_encoder``.
+    centroid_encoder: how init "p" sets the encoder from the centroids:
+      "pinv" (the paper's pseudo-inverse) or "nearest" (the E-step of the CM's
+      isotropic model, exact nearest-centroid labels); see
+      :func:`~deepclust_jax.models.params_from_centroids`.
     alpha: Dirichlet concentration (symmetric: alpha for every cluster).
     prior: "symmetric", or "sorted" for alpha * frequencies paired after
       sorting (the paper's asymmetric prior, appendix 2).
@@ -43,6 +47,7 @@ class CMConfig:
 
   num_clusters: int = 0
   init: Literal["r", "p"] = "r"
+  centroid_encoder: Literal["nearest", "pinv"] = "pinv"
   alpha: float = 10.0
   prior: Literal["symmetric", "sorted"] = "symmetric"
   frequencies: tuple[float, ...] = ()
@@ -76,10 +81,11 @@ def sparsity_per_sample(gamma: jax.Array, mu: jax.Array) -> jax.Array:
   return jax.vmap(lambda g: losses.sparsity_criterion(g[None], mu))(gamma)
 
 
-def init_from_kmeans(key: jax.Array, x: jax.Array, num_clusters: int) -> dict:
+def init_from_kmeans(key: jax.Array, x: jax.Array, num_clusters: int,
+                     encoder: Literal["nearest", "pinv"] = "pinv") -> dict:
   """CM parameters from k-means++ seeds moved by one Lloyd step (init "p")."""
   mu = lloyd(x, kmeans_plusplus(key, x, num_clusters), num_iters=1).mu
-  return params_from_centroids(mu)
+  return params_from_centroids(mu, encoder)
 
 
 def build(config: CMConfig, shape: tuple[int, ...]) -> Method:
@@ -91,7 +97,7 @@ def build(config: CMConfig, shape: tuple[int, ...]) -> Method:
   def init(key, data):
     x = data["x"]
     if config.init == "p":
-      return init_from_kmeans(key, x, config.num_clusters), None
+      return init_from_kmeans(key, x, config.num_clusters, config.centroid_encoder), None
     return module.init(key, x[:1])["params"], None
 
   def predict(params, state, x):

@@ -10,6 +10,7 @@ of the canonical basis under the decoder.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import flax.linen as nn
 import jax
@@ -63,14 +64,35 @@ def centroids(params) -> jax.Array:
   return params["decoder"]["kernel"] + params["decoder"]["bias"]
 
 
-def params_from_centroids(mu: jax.Array) -> dict:
-  """CM parameters whose centroids are ``mu`` (the paper's "p" initialisation).
+def params_from_centroids(mu: jax.Array,
+                          encoder: Literal["nearest", "pinv"] = "nearest") -> dict:
+  """CM parameters whose centroids are ``mu`` (the "p" initialisation).
 
-  The decoder kernel is ``mu``, the encoder kernel its pseudo-inverse, both
-  biases zero, so that encoding a centroid gives (nearly) its one-hot code.
+  The decoder kernel is ``mu`` with a zero bias. The encoder is either
+
+  * ``"nearest"``: logits ``2 x mu^T - ||mu_k||^2``, which differ from
+    ``-||x - mu_k||^2`` by a per-row constant: the E-step of the CM's own
+    isotropic Gaussian model, so ``argmax gamma`` is the nearest centroid for
+    any centroids; or
+  * ``"pinv"``: the pseudo-inverse of ``mu`` with a zero bias, as in the
+    paper's section 4.2.2 and the authors' code. It reproduces nearest-centroid
+    labels only for (near-)orthonormal centroids; k-means centroids of raw
+    codes share a large offset and are ill-conditioned, which starts the CM far
+    from the k-means partition with saturated responsibilities.
+
+  Example:
+    >>> mu = jnp.array([[0.0, 0.0], [4.0, 4.0]])
+    >>> params = params_from_centroids(mu)
+    >>> gamma, _ = ClusteringModule(2, 2).apply({"params": params}, jnp.array([[3.0, 3.0]]))
+    >>> int(gamma.argmax())
+    1
   """
   num_clusters, features = mu.shape
+  if encoder == "nearest":
+    kernel, bias = 2.0 * mu.T, -jnp.sum(jnp.square(mu), axis=-1)
+  else:
+    kernel, bias = jnp.linalg.pinv(mu), jnp.zeros(num_clusters, mu.dtype)
   return {
-      "encoder": {"kernel": jnp.linalg.pinv(mu), "bias": jnp.zeros(num_clusters, mu.dtype)},
+      "encoder": {"kernel": kernel, "bias": bias},
       "decoder": {"kernel": mu, "bias": jnp.zeros(features, mu.dtype)},
   }
