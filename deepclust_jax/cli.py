@@ -6,6 +6,9 @@
                   [--init r|p] [--out DIR] [--data-dir D] [--set key=value ...]
                   [--resume] [--shared-order] [--eval-every N]
     deepclust evaluate RUN_DIR
+    deepclust predict RUN_DIR (--dataset NAME [--data-dir D] | --input FILE.npy) [--out DIR]
+    deepclust plot RUN_DIR [--data-dir D] [--max-points N]
+    deepclust compare RUN_DIR [RUN_DIR ...]
 
 Errors a user can cause (unknown names, bad values, bad data, corrupt files)
 print one line and exit with status 2.
@@ -14,6 +17,7 @@ print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 from collections.abc import Sequence
 
@@ -55,6 +59,52 @@ def _fit(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
   from deepclust_jax import pipeline
   print(pipeline.format_summary(pipeline.evaluate_run_dir(args.run_dir), str(args.run_dir)))
+
+
+def _predict(args: argparse.Namespace) -> None:
+  import numpy as np
+
+  from deepclust_jax import data, metrics, pipeline
+  from deepclust_jax.errors import InputError
+  model = pipeline.load(args.run_dir)
+  if args.input is not None:
+    try:
+      x = np.load(args.input, allow_pickle=False)
+    except (OSError, ValueError) as e:
+      raise InputError(f"cannot read {args.input} as a .npy array: {e}") from None
+    y, name = None, pathlib.Path(args.input).stem
+  else:
+    ds = data.load(args.dataset, data_dir=args.data_dir)
+    x, y, name = ds.x, ds.y, ds.name
+  gamma = model.predict_proba(x)
+  out = pathlib.Path(args.out or pathlib.Path(args.run_dir) / f"predict-{name}")
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "labels.npy", gamma.argmax(-1).astype(np.int32))
+    np.save(out / "probabilities.npy", gamma)
+  except OSError as e:
+    raise InputError(f"cannot write predictions to {out}: {e}") from None
+  print(f"{args.run_dir}: {model.method} (run {model.run}) on {name}, {len(x)} samples")
+  if y is not None:
+    scores = metrics.evaluate(y, gamma.argmax(-1))
+    print("  ".join(f"{k.upper()} {100 * v:.1f}" for k, v in scores.items()))
+  print(f"labels: {out / 'labels.npy'}")
+  print(f"probabilities: {out / 'probabilities.npy'}")
+
+
+def _plot(args: argparse.Namespace) -> None:
+  from deepclust_jax import plots
+  written, skipped = plots.plot_run(args.run_dir, data_dir=args.data_dir,
+                                    max_points=args.max_points)
+  for path in written:
+    print(f"wrote {path}")
+  for name, why in skipped.items():
+    print(f"skipped {name}: {why}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+  from deepclust_jax import pipeline
+  print(pipeline.compare(args.run_dirs), end="")
 
 
 def _print_table(rows: Sequence[Sequence[str]]) -> None:
@@ -101,6 +151,24 @@ def parser() -> argparse.ArgumentParser:
   e = sub.add_parser("evaluate", help="recompute the summary of a run directory")
   e.add_argument("run_dir")
   e.set_defaults(run=_evaluate)
+  pr = sub.add_parser("predict", help="cluster new data with a run directory's saved model")
+  pr.add_argument("run_dir")
+  source = pr.add_mutually_exclusive_group(required=True)
+  source.add_argument("--dataset", help="a dataset by name")
+  source.add_argument("--input", help="an (N, D) array in a .npy file")
+  pr.add_argument("--data-dir", help="look for dataset files here first")
+  pr.add_argument("--out", help="where labels.npy and probabilities.npy go "
+                                "(default RUN_DIR/predict-NAME)")
+  pr.set_defaults(run=_predict)
+  pl = sub.add_parser("plot", help="write PNGs of a run directory into it")
+  pl.add_argument("run_dir")
+  pl.add_argument("--data-dir", help="look for the run's dataset here first (2-D map)")
+  pl.add_argument("--max-points", type=_positive, default=2000,
+                  help="points drawn on the 2-D t-SNE map")
+  pl.set_defaults(run=_plot)
+  c = sub.add_parser("compare", help="one Markdown table of several run directories")
+  c.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+  c.set_defaults(run=_compare)
   return p
 
 

@@ -18,16 +18,22 @@ class DatasetError(DeepclustError):
   """A dataset is unknown, missing, corrupt or has no source on this machine."""
 
 
-class ConfigError(DeepclustError):
+# ConfigError and InputError are also ValueErrors, as scikit-learn expects of bad
+# parameters and bad X (the estimators raise them unchanged).
+class ConfigError(DeepclustError, ValueError):
   """A method, config key or value is unknown or out of range."""
 
 
-class InputError(DeepclustError):
+class InputError(DeepclustError, ValueError):
   """Input arrays have the wrong shape, non-finite values or too few samples."""
 
 
 class CheckpointError(DeepclustError):
   """A checkpoint is corrupt or does not match the run that tries to load it."""
+
+
+class ModelError(DeepclustError):
+  """A saved model is missing, corrupt or not the one that was asked for."""
 
 
 class NonFiniteError(DeepclustError):

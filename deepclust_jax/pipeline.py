@@ -7,6 +7,8 @@ A run directory holds everything needed to inspect or resume a run:
 * ``metrics.jsonl``: one line per run (seed, scores, final terms, seconds);
 * ``labels.npy`` (runs x N) and ``y_true.npy``: predictions and targets;
 * ``summary.md``: mean and std over runs, and the selected run;
+* ``model.npz``: the selected run's params and state, for :func:`load` and
+  ``deepclust predict``;
 * ``checkpoints/``: orbax checkpoints for ``--resume``.
 """
 
@@ -15,17 +17,20 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import pathlib
+import zipfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from deepclust_jax import data as data_lib
 from deepclust_jax import methods
-from deepclust_jax.engine import (TrainOptions, TrainResult, collapsed_runs, select_run,
-                                  train)
-from deepclust_jax.errors import DeepclustError, InputError
+from deepclust_jax.engine import (Method, TrainOptions, TrainResult, collapsed_runs,
+                                  predict_in_chunks, select_run, train)
+from deepclust_jax.errors import DeepclustError, InputError, ModelError
 from deepclust_jax.metrics import evaluate
 from deepclust_jax.validation import check_data
 
@@ -34,7 +39,11 @@ SCORES = ("acc", "nmi", "ari")
 
 @dataclasses.dataclass
 class FitReport:
-  """A finished ``fit``: its config, the engine's result and the summary."""
+  """A finished ``fit``: its config, the engine's result and the summary.
+
+  ``model`` is the run handed on (:func:`chosen_run`), ready to predict:
+  ``report.model.predict(x)``.
+  """
 
   method: str
   dataset: str
@@ -42,6 +51,7 @@ class FitReport:
   result: TrainResult
   summary: dict[str, Any]
   run_dir: pathlib.Path | None
+  model: Model
 
 
 def default_run_dir(method: str, dataset: str) -> pathlib.Path:
@@ -118,9 +128,10 @@ def fit(
                  resume=resume, fingerprint={"config": resolved["config"],
                                              "dataset": ds.name})
   summary = summarize(result.metrics, result.selected, model.select_by, result.collapsed)
+  trained = Model.from_result(method, config, ds.sample_shape, result)
   if run_dir is not None:
-    _write_run_dir(run_dir, resolved, result, ds.y, summary)
-  return FitReport(method, ds.name, config, result, summary, run_dir)
+    _write_run_dir(run_dir, resolved, result, ds.y, summary, trained)
+  return FitReport(method, ds.name, config, result, summary, run_dir, trained)
 
 
 def _check_resumable(run_dir: pathlib.Path, resolved: dict, resume: bool) -> None:
@@ -175,7 +186,7 @@ def format_summary(summary: Mapping[str, Any], title: str = "") -> str:
 
 
 def _write_run_dir(run_dir: pathlib.Path, resolved: dict, result: TrainResult,
-                   y: np.ndarray, summary: dict) -> None:
+                   y: np.ndarray, summary: dict, model: Model) -> None:
   np.save(run_dir / "labels.npy", result.labels.astype(np.int32))
   np.save(run_dir / "y_true.npy", np.asarray(y))
   with (run_dir / "metrics.jsonl").open("w") as f:
@@ -185,6 +196,7 @@ def _write_run_dir(run_dir: pathlib.Path, resolved: dict, result: TrainResult,
               "terms": {k: float(v[r]) for k, v in result.terms.items()},
               "seconds": float(result.seconds[r])}
       f.write(json.dumps(line) + "\n")
+  model.save(run_dir / MODEL_FILE)
   title = f"# {resolved['method']} on {resolved['dataset']}"
   text = format_summary(summary, title)
   text += "\n## Config\n\n```json\n" + json.dumps(resolved, indent=2) + "\n```\n"
@@ -214,3 +226,212 @@ def evaluate_run_dir(run_dir: str | pathlib.Path) -> dict[str, Any]:
   selected = (select_run([line["terms"][select_by] for line in lines], collapsed)
               if select_by else None)
   return summarize(scores, selected, select_by, collapsed)
+
+
+MODEL_FILE = "model.npz"
+
+
+def chosen_run(result: TrainResult) -> int:
+  """The run a fit hands on: the selected one, else the first that did not collapse.
+
+  Methods without a selection criterion (k-means) have no selected run; the
+  first run whose partition fills every cluster stands for them.
+  """
+  if result.selected is not None:
+    return result.selected
+  return select_run(np.zeros(result.labels.shape[0]), result.collapsed)
+
+
+def _leaves(tree: Any) -> dict[str, Any]:
+  """``{"cm/encoder/kernel": leaf, ...}``: the leaves of ``tree`` by path."""
+  return {jax.tree_util.keystr(path, simple=True, separator="/"): leaf
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+class Model:
+  """One trained run of a method, ready to cluster new data.
+
+  The method is rebuilt from its registry name and config; ``params`` and
+  ``state`` are numpy pytrees, so a Model pickles and saves without any JAX
+  object. The compiled functions are made on first use.
+
+  Example:
+    >>> report = fit("kmeans", "iris", options={"progress": False})
+    >>> report.model.predict(data_lib.load("iris").x[:4]).shape
+    (4,)
+  """
+
+  def __init__(self, method: str, config: Any, sample_shape: Sequence[int], params: Any,
+               state: Any, run: int = 0):
+    self.method = method
+    self.config = config
+    self.sample_shape = tuple(int(s) for s in sample_shape)
+    self.params, self.state = jax.device_get((params, state))
+    self.run = run
+    self._compiled: dict[str, Any] = {}
+
+  @classmethod
+  def from_result(cls, method: str, config: Any, sample_shape: Sequence[int],
+                  result: TrainResult) -> Model:
+    """The :func:`chosen_run` of a training result."""
+    run = chosen_run(result)
+    params, state = jax.tree.map(lambda a: np.asarray(a)[run], (result.params, result.state))
+    return cls(method, config, sample_shape, params, state, run)
+
+  def __getstate__(self) -> dict[str, Any]:
+    return {k: v for k, v in self.__dict__.items() if k != "_compiled"}
+
+  def __setstate__(self, saved: dict[str, Any]) -> None:
+    self.__dict__.update(saved, _compiled={})
+
+  @property
+  def built(self) -> Method:
+    """The method's pure pieces (rebuilt, then cached)."""
+    if "method" not in self._compiled:
+      self._compiled["method"] = methods.get(self.method).build(self.config, self.sample_shape)
+    return self._compiled["method"]
+
+  def _rowwise(self, name: str, x: Any) -> np.ndarray:
+    """``built.<name>(params, state, x)`` in chunks, compiled once per model."""
+    if name not in self._compiled:
+      fn = getattr(self.built, name)
+      self._compiled[name] = jax.jit(
+          lambda params, state, x: predict_in_chunks(fn, params, state, x))
+    return np.asarray(self._compiled[name](self.params, self.state, self.check(x)))
+
+  def check(self, x: Any) -> np.ndarray:
+    """``x`` checked like training data, and for the width the model was trained on."""
+    x = check_data(x)
+    width = math.prod(self.sample_shape)
+    if x.shape[1] != width:
+      raise InputError(f"X has {x.shape[1]} features, but {self.method} is expecting "
+                       f"{width} features as input")
+    return x
+
+  def predict_proba(self, x: Any) -> np.ndarray:
+    """Responsibilities gamma, (n, K), of the rows of ``x``."""
+    return self._rowwise("predict", x)
+
+  def predict(self, x: Any) -> np.ndarray:
+    """Cluster labels ``argmax gamma``, (n,)."""
+    return self.predict_proba(x).argmax(-1)
+
+  @property
+  def has_codes(self) -> bool:
+    return self.built.encode is not None
+
+  def transform(self, x: Any) -> np.ndarray:
+    """The codes z, (n, p), of methods that cluster a learned representation."""
+    if not self.has_codes:
+      raise ModelError(f"method {self.method!r} has no codes to transform into")
+    return self._rowwise("encode", x)
+
+  def decoded_centroids(self) -> np.ndarray | None:
+    """The K centres in input space, (K, D), or None if the method has none."""
+    fn = self.built.decoded_centroids
+    return None if fn is None else np.asarray(jax.jit(fn)(self.params, self.state))
+
+  def save(self, path: str | pathlib.Path) -> None:
+    """Writes params, state and which method and run they are to an ``.npz`` file."""
+    meta = {"method": self.method, "run": self.run}
+    arrays = {**{f"params/{k}": v for k, v in _leaves(self.params).items()},
+              **{f"state/{k}": v for k, v in _leaves(self.state).items()}}
+    np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def read_config(run_dir: str | pathlib.Path) -> dict[str, Any]:
+  """The ``config.json`` of a run directory, or :class:`ModelError` saying why not."""
+  path = pathlib.Path(run_dir) / "config.json"
+  try:
+    return json.loads(path.read_text())
+  except FileNotFoundError:
+    raise ModelError(f"{path.parent} is not a run directory (no {path.name})") from None
+  except (OSError, ValueError) as e:
+    raise ModelError(f"{path} is corrupt or unreadable ({e})") from None
+
+
+def load(run_dir: str | pathlib.Path, method: str | None = None) -> Model:
+  """The model saved in a run directory by :func:`fit`.
+
+  Args:
+    run_dir: a run directory holding ``config.json`` and ``model.npz``.
+    method: if given, the method the run must be of.
+
+  Raises:
+    ModelError: no model, a corrupt one, one of another method, or params that
+      do not fit the method described by ``config.json``.
+
+  Example:
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp() + "/run"
+    >>> _ = fit("kmeans", "iris", out=out, options={"progress": False})
+    >>> load(out).predict(data_lib.load("iris").x).shape
+    (150,)
+  """
+  run_dir = pathlib.Path(run_dir)
+  resolved = read_config(run_dir)
+  name = resolved.get("method")
+  if method is not None and name != method:
+    raise ModelError(f"{run_dir} holds a {name} model, not {method}")
+  path = run_dir / MODEL_FILE
+  if not path.exists():
+    raise ModelError(f"{run_dir} holds no saved model ({MODEL_FILE}): the run did not "
+                     "finish, or was made before models were saved")
+  try:
+    with np.load(path) as saved:
+      arrays = {k: saved[k] for k in saved.files}
+    meta = json.loads(str(arrays.pop("meta")))
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+    raise ModelError(f"{path} is corrupt or unreadable ({type(e).__name__}: {e})") from None
+  if meta.get("method") != name:
+    raise ModelError(f"{path} holds a {meta.get('method')} model but {run_dir}/config.json "
+                     f"describes a {name} run")
+  try:
+    config = methods.resolve(name, overrides=resolved["config"])
+    shape = tuple(resolved["sample_shape"])
+    x = jax.ShapeDtypeStruct((resolved["num_samples"], resolved["num_features"]), np.float32)
+  except (KeyError, TypeError) as e:
+    raise ModelError(f"{run_dir}/config.json is incomplete ({e!r})") from None
+  params, state = jax.eval_shape(methods.get(name).build(config, shape).init,
+                                 jax.random.key(0), {"x": x})
+  expected = {**{f"params/{k}": v for k, v in _leaves(params).items()},
+              **{f"state/{k}": v for k, v in _leaves(state).items()}}
+  wrong = sorted(k for k in set(expected) | set(arrays)
+                 if k not in arrays or k not in expected or arrays[k].shape != expected[k].shape)
+  if wrong:
+    raise ModelError(f"{path} does not fit the {name} model of {run_dir}/config.json "
+                     f"(differs in {', '.join(wrong[:3])}{', ...' if len(wrong) > 3 else ''})")
+  leaves = [arrays[k] for k in expected]
+  params, state = jax.tree.unflatten(jax.tree.structure((params, state)), leaves)
+  return Model(name, config, shape, params, state, meta.get("run", 0))
+
+
+def compare(run_dirs: Sequence[str | pathlib.Path]) -> str:
+  """One Markdown table of several finished runs, side by side as in the papers' tables.
+
+  Per run directory: method, dataset, runs, mean ± std of ACC/NMI/ARI (x100),
+  the selected run and its ACC, the epochs of training and its wall time (all
+  runs together).
+
+  Raises:
+    DeepclustError: one of ``run_dirs`` is not a finished run directory.
+  """
+  lines = ["| run directory | method | dataset | runs | ACC | NMI | ARI | selected run "
+           "| epochs | wall time |", "|---|---|---|---|---|---|---|---|---|---|"]
+  for run_dir in map(pathlib.Path, run_dirs):
+    summary = evaluate_run_dir(run_dir)
+    config = read_config(run_dir)
+    history = [json.loads(l) for l in (run_dir / "history.jsonl").read_text().splitlines()
+               if l.strip()]
+    seconds = sum(json.loads(l)["seconds"] for l in
+                  (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip())
+    scores = [f"{100 * summary['mean'][k]:.1f} ± {100 * summary['std'][k]:.1f}"
+              for k in SCORES]
+    selected = summary.get("selected")
+    chosen = (f"{selected['run']} (lowest {selected['by']}): ACC {100 * selected['acc']:.1f}"
+              if selected else "none")
+    epochs = max((r["global_epoch"] for r in history), default=0)
+    lines.append(f"| {run_dir} | {config['method']} | {config['dataset']} | "
+                 f"{summary['runs']} | {' | '.join(scores)} | {chosen} | {epochs} | "
+                 f"{seconds:.1f} s |")
+  return "\n".join(lines) + "\n"

@@ -45,6 +45,8 @@ BatchFn = Callable[[jax.Array, Data, State, jax.Array], Batch]
 FitFn = Callable[[Params, State, Data, jax.Array], tuple[Params, State, Terms]]
 PredictFn = Callable[[Params, State, jax.Array], jax.Array]
 CriteriaFn = Callable[[Params, State, jax.Array, jax.Array], Terms]
+EncodeFn = Callable[[Params, State, jax.Array], jax.Array]
+CentroidsFn = Callable[[Params, State], jax.Array]
 Optimizer = Union[optax.GradientTransformation, Callable[[int], optax.GradientTransformation]]
 
 
@@ -158,6 +160,12 @@ class Method:
       the data in chunks after training (e.g. the CM's L_sp).
     select_by: the criterion whose lowest value picks the selected run among
       the runs whose partition is not degenerate.
+    encode: optional ``encode(params, state, x) -> z`` of shape (n, p), the
+      codes of methods that cluster a learned representation (row-wise, like
+      ``predict``); used by estimators' ``transform`` and the 2-D maps.
+    decoded_centroids: optional ``decoded_centroids(params, state) -> (K, D)``,
+      the cluster centres mapped back to input space (AE-CM: the decoder
+      applied to mu), drawn as images for image datasets.
   """
 
   name: str
@@ -167,6 +175,8 @@ class Method:
   predict: PredictFn
   criteria: CriteriaFn | None = None
   select_by: str | None = None
+  encode: EncodeFn | None = None
+  decoded_centroids: CentroidsFn | None = None
 
   @property
   def num_epochs(self) -> int:

@@ -61,7 +61,13 @@ class AECMConfig:
       pretrain_momentum: autoencoder pretraining (init "p") by SGD; "adam"
       uses the joint phase's Adam settings instead.
     pretrain_lr_decay: divide the SGD pretraining rate by 10 every 33 epochs.
-    kmeans_restarts: k-means++ restarts on the codes (init "p").
+    kmeans_restarts: k-means++ restarts (init "p").
+    kmeans_space: where init "p" runs k-means: on the pretrained "codes" (the
+      paper), or on the "inputs", each centroid then being the mean code of
+      its cluster.
+    centroid_encoder: how the CM's encoder is set from the centroids, "pinv"
+      (the paper) or "nearest" (see
+      :func:`~deepclust_jax.models.params_from_centroids`).
     cm_epochs: epochs of the CM alone on the codes (init "p").
   """
 
@@ -86,6 +92,8 @@ class AECMConfig:
   pretrain_momentum: float = 0.9
   pretrain_lr_decay: bool = False
   kmeans_restarts: int = 20
+  kmeans_space: Literal["codes", "inputs"] = "codes"
+  centroid_encoder: Literal["nearest", "pinv"] = "pinv"
   cm_epochs: int = 100
 
   def validate(self) -> None:
@@ -146,10 +154,16 @@ def build(config: AECMConfig, shape: tuple[int, ...]) -> Method:
 
   def init_cm(params, state, data, key):
     z = predict_in_chunks(encode, params, state, data["x"])
-    fit = kmeans(key, z, config.num_clusters, n_init=config.kmeans_restarts)
+    if config.kmeans_space == "codes":
+      fit = kmeans(key, z, config.num_clusters, n_init=config.kmeans_restarts)
+      mu = fit.mu
+    else:
+      fit = kmeans(key, data["x"], config.num_clusters, n_init=config.kmeans_restarts)
+      onehot = jax.nn.one_hot(fit.labels, config.num_clusters, dtype=z.dtype)
+      mu = (onehot.T @ z) / jnp.maximum(onehot.sum(0), 1.0)[:, None]
     # Keep init's dtypes (float64 codes under x64 must not promote the CM).
     cm_params = jax.tree.map(lambda new, old: new.astype(old.dtype),
-                             params_from_centroids(fit.mu), params["cm"])
+                             params_from_centroids(mu, config.centroid_encoder), params["cm"])
     return {**params, "cm": cm_params}, state, {"inertia": fit.inertia}
 
   def criteria(params, state, x, gamma):
@@ -185,8 +199,14 @@ def build(config: AECMConfig, shape: tuple[int, ...]) -> Method:
                  config.batch_size),
         joint,
     )
+
+  def decoded_centroids(params, state):
+    del state
+    return ae.apply({"params": params["autoencoder"]}, centroids(params["cm"]),
+                    method=Autoencoder.decode)
+
   return Method("aecm", config.num_clusters, init, phases, predict, criteria,
-                select_by="l_sp")
+                select_by="l_sp", encode=encode, decoded_centroids=decoded_centroids)
 
 
 registry.register(registry.MethodSpec(

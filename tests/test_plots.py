@@ -1,0 +1,97 @@
+"""``deepclust plot``: the PNGs of a run directory."""
+
+from __future__ import annotations
+
+import contextlib
+import doctest
+import io
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from deepclust_jax import cli, pipeline, plots
+from deepclust_jax.data import Dataset
+
+PNG = b"\x89PNG\r\n\x1a\n"
+TINY_AECM = {"hidden": "8", "latent": 4, "epochs": 1, "pretrain_epochs": 1, "cm_epochs": 1,
+             "batch_size": 16, "pretrain_batch_size": 16, "kmeans_restarts": 1}
+
+
+def assert_png(path) -> None:
+  assert path.read_bytes()[:8] == PNG, path
+  image = matplotlib.image.imread(path)
+  assert image.ndim == 3 and min(image.shape[:2]) > 50
+
+
+def tiny_images(n: int = 60) -> Dataset:
+  """Three kinds of 4x4 one-channel images: a bright top, left or diagonal."""
+  rng = np.random.default_rng(0)
+  y = np.arange(n) % 3
+  patterns = np.zeros((3, 4, 4))
+  patterns[0, :2], patterns[1, :, :2] = 1, 1
+  patterns[2][np.eye(4, dtype=bool)] = 1
+  x = patterns[y].reshape(n, 16) + 0.1 * rng.normal(size=(n, 16))
+  return Dataset(x=x.astype(np.float32), y=y.astype(np.int32), name="tiny_images",
+                 num_classes=3, image_shape=(4, 4, 1))
+
+
+@pytest.fixture(scope="module")
+def aecm_run(tmp_path_factory):
+  ds = tiny_images()
+  out = tmp_path_factory.mktemp("plots") / "aecm"
+  pipeline.fit("aecm", ds, runs=2, overrides={**TINY_AECM, "init": "p"}, out=out,
+               options={"progress": False, "eval_every": 1})
+  return ds, out
+
+
+def test_plot_run_writes_every_picture(aecm_run):
+  ds, run_dir = aecm_run
+  written, skipped = plots.plot_run(run_dir, ds.x, max_points=50)
+  assert skipped == {}
+  assert [p.name for p in written] == ["curves.png", "confusion.png", "map.png",
+                                       "centroids.png"]
+  for path in written:
+    assert path.parent == run_dir
+    assert_png(path)
+
+
+def test_cli_plot_says_what_it_skipped(aecm_run):
+  _, run_dir = aecm_run
+  (run_dir / "map.png").unlink(missing_ok=True)
+  stdout, stderr = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+    code = cli.main(["plot", str(run_dir), "--max-points", "50"])
+  assert (code, stderr.getvalue()) == (0, "")
+  out = stdout.getvalue()
+  assert f"wrote {run_dir / 'centroids.png'}" in out
+  # tiny_images is not a registry dataset: no data for the map, said in one line.
+  assert "skipped map.png: the training data could not be loaded: unknown dataset" in out
+  assert not (run_dir / "map.png").exists()
+
+
+def test_plot_run_on_a_non_run_dir(tmp_path):
+  stderr = io.StringIO()
+  with contextlib.redirect_stderr(stderr):
+    assert cli.main(["plot", str(tmp_path)]) == 2
+  assert stderr.getvalue().startswith(f"deepclust: error: {tmp_path} is not a finished run")
+
+
+def test_curves_merge_chunks_of_runs(tmp_path):
+  history = [
+      {"chunk": c, "runs": [c], "phase": phase, "epoch": e, "global_epoch": g,
+       "terms": {"loss": [float(g + c)]},
+       **({"metrics": {"acc": [0.5], "nmi": [0.4], "ari": [0.3]}} if e == 2 else {})}
+      for c in (0, 1) for g, (phase, e) in enumerate([("a", 1), ("a", 2), ("b", 1)], 1)]
+  phases = plots._per_phase(history)
+  assert list(phases) == ["a", "b"]
+  assert phases["a"]["terms"]["loss"] == {1: [1.0, 2.0], 2: [2.0, 3.0]}
+  assert phases["a"]["metrics"]["acc"] == {2: [0.5, 0.5]}
+  assert phases["b"]["metrics"] == {}
+  plots.plot_curves(history, tmp_path / "curves.png")
+  assert_png(tmp_path / "curves.png")
+
+
+def test_doctests():
+  result = doctest.testmod(plots, optionflags=doctest.NORMALIZE_WHITESPACE)
+  assert result.attempted > 0 and result.failed == 0
