@@ -1,0 +1,325 @@
+"""VaDE and DGG: Gaussian-mixture variational autoencoders, without and with a graph.
+
+Jiang, Zheng, Tan, Tang & Zhou (2017), "Variational Deep Embedding: an
+unsupervised and generative approach to clustering", IJCAI (VaDE).
+Yang, Cheung, Li & Fang (2019), "Deep Clustering by Gaussian Mixture
+Variational Autoencoders with Graph Embedding", ICCV, supplement sections 4-5
+(DGG); the objective is the one of ``shared/design/methods.md``, section 4.
+
+One builder serves both: DGG with ``num_neighbours = 0`` is VaDE. The phases:
+
+1. ``pretrain``: the VAE as a deterministic autoencoder ``x -> z_mean -> x``
+   on the reconstruction log-likelihood;
+2. ``mixture``: k-means (or a diagonal GMM) on the latent means sets the
+   mixture's means and per-cluster, per-dimension variances; the labels go
+   into the run's state;
+3. ``gamma``: the gamma head ``q(c|x)`` (one linear layer on ``z_mean``) is
+   trained on those labels by cross-entropy;
+4. DGG only: ``input_graph`` (the N_t nearest neighbours in input space, into
+   the state), ``siamese`` (the contrastive loss on those neighbours and random
+   negatives) and ``graph`` (the N_s nearest neighbours in the Siamese
+   embedding, into the state, so checkpointed and reused on resume);
+5. ``joint``: the DGG objective over each anchor and its stored neighbours
+   (VaDE's ELBO with the prior ``pi`` when there are none), Adam decayed by a
+   factor every few epochs.
+
+Clusters are predicted by the gamma head (DGG's ``q(c|x)``), for VaDE too: the
+original VaDE uses the mixture's posterior ``p(c|z)``
+(:func:`~deepclust_jax.losses.vade.vade_log_posterior`) instead, so ``vade``
+here is DGG's objective without a graph, as the DGG authors compare them.
+Runs are ranked by minus the VaDE ELBO (``neg_elbo``): a bound on
+``-log p(x)`` of the one generative model that both methods fit, so a label-free
+choice; DGG's own objective needs each sample's neighbours, which the
+engine's row-wise criteria do not see.
+
+Where the papers are silent the defaults are ours: pretraining by Adam(1e-3)
+for 50 epochs on batches of 256, 10 epochs of the gamma head, 100 Siamese
+epochs on batches of 256 anchors. Siamese optimiser: Adam(5e-4), weight decay
+1e-4, rate divided by 10 every 70 epochs, margin 3 (supplement, section 5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from deepclust_jax import graph
+from deepclust_jax.baselines import gmm, kmeans
+from deepclust_jax.configs import vade as presets
+from deepclust_jax.engine import (FitPhase, Method, SGDPhase, Update, predict_in_chunks,
+                                  stateless)
+from deepclust_jax.losses import vade as vade_losses
+from deepclust_jax.methods import registry
+from deepclust_jax.methods.common import optimizer, require
+from deepclust_jax.models.vade import VAE, GammaHead, Siamese, mixture_params
+
+
+@dataclasses.dataclass(frozen=True)
+class VaDEConfig:
+  """Hyper-parameters of VaDE and DGG (defaults: MNIST, DGG supplement and ours).
+
+  Attributes:
+    num_clusters: K; 0 takes the dataset's number of classes.
+    num_neighbours: N_s, neighbours per anchor in the joint objective; 0 is VaDE.
+    latent: p, the code width.
+    hidden: encoder hidden widths (decoder reversed; the Siamese net's too).
+    likelihood: "bernoulli" for data in [0, 1], "gaussian" otherwise.
+    scale: the Gaussian reconstruction's fixed standard deviation.
+    pretrain_epochs, pretrain_batch_size, pretrain_lr: autoencoder pretraining.
+    init_mixture: "kmeans" or "gmm" (diagonal) on the latent means.
+    kmeans_restarts: k-means++ restarts (also the GMM's k-means initialisation).
+    gamma_epochs, gamma_lr: training of the gamma head on the k-means labels.
+    epochs, batch_size, learning_rate: joint training, batches of anchors.
+    decay_rate, decay_epochs: the joint rate is multiplied by ``decay_rate``
+      every ``decay_epochs`` epochs.
+    siamese_neighbours: N_t, input-space neighbours giving the positive pairs.
+    siamese_epochs, siamese_batch_size, siamese_lr: the Siamese network (DGG).
+    siamese_decay_epochs, siamese_weight_decay, margin: its schedule (rate
+      divided by 10), Adam's L2 weight decay and the contrastive margin c.
+  """
+
+  num_clusters: int = 0
+  num_neighbours: int = 0
+  latent: int = 10
+  hidden: tuple[int, ...] = (500, 500, 2000)
+  likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+  scale: float = 1.0
+  pretrain_epochs: int = 50
+  pretrain_batch_size: int = 256
+  pretrain_lr: float = 1e-3
+  init_mixture: Literal["kmeans", "gmm"] = "kmeans"
+  kmeans_restarts: int = 10
+  gamma_epochs: int = 10
+  gamma_lr: float = 2e-3
+  epochs: int = 300
+  batch_size: int = 100
+  learning_rate: float = 2e-3
+  decay_rate: float = 0.9
+  decay_epochs: int = 10
+  siamese_neighbours: int = 2
+  siamese_epochs: int = 100
+  siamese_batch_size: int = 256
+  siamese_lr: float = 5e-4
+  siamese_decay_epochs: int = 70
+  siamese_weight_decay: float = 1e-4
+  margin: float = 3.0
+
+  def validate(self) -> None:
+    require(self.latent > 0, f"latent={self.latent} must be positive")
+    require(self.num_neighbours >= 0, f"num_neighbours={self.num_neighbours} must be >= 0")
+    require(self.siamese_neighbours >= 1,
+            f"siamese_neighbours={self.siamese_neighbours} must be >= 1")
+    require(self.scale > 0, f"scale={self.scale} must be positive")
+    require(min(self.pretrain_epochs, self.gamma_epochs, self.epochs,
+                self.siamese_epochs) >= 0, "epoch counts must be >= 0")
+    require(min(self.batch_size, self.pretrain_batch_size, self.siamese_batch_size) > 0,
+            "batch sizes must be positive")
+    require(min(self.decay_epochs, self.siamese_decay_epochs) > 0,
+            "decay periods must be positive")
+    require(min(self.pretrain_lr, self.gamma_lr, self.learning_rate, self.siamese_lr) > 0,
+            "learning rates must be positive")
+    require(self.kmeans_restarts >= 1, "kmeans_restarts must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class DGGConfig(VaDEConfig):
+  """:class:`VaDEConfig` with a graph: N_s = 3 neighbours per anchor by default."""
+
+  num_neighbours: int = 3
+
+
+def cluster_variances(z: jax.Array, labels: jax.Array, mu: jax.Array) -> jax.Array:
+  r"""Per-cluster, per-dimension variances ``\sigma_{kd}^2`` of a hard partition, (K, p).
+
+  ``\sum_{n: l_n = k} (z_{nd} - \mu_{kd})^2 / N_k``; an empty cluster gets 0
+  (:func:`~deepclust_jax.models.vade.mixture_params` floors it).
+
+  Example:
+    >>> z = jnp.array([[0.0], [2.0], [5.0]])
+    >>> cluster_variances(z, jnp.array([0, 0, 1]), jnp.array([[1.0], [5.0]])).tolist()
+    [[1.0], [0.0]]
+  """
+  onehot = jax.nn.one_hot(labels, mu.shape[0], dtype=z.dtype)
+  scatter = onehot.T @ jnp.square(z - mu[labels])
+  return scatter / jnp.maximum(onehot.sum(0), 1.0)[:, None]
+
+
+def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
+  """VaDE (``num_neighbours == 0``) or DGG as pure pieces; samples of ``shape`` are flattened."""
+  num_clusters, num_neighbours = config.num_clusters, config.num_neighbours
+  vae = VAE(math.prod(shape), config.latent, config.hidden)
+  head = GammaHead(num_clusters)
+  siamese = Siamese(config.latent, config.hidden)
+
+  def reconstruction(x, out):
+    if config.likelihood == "bernoulli":
+      return vade_losses.bernoulli_log_likelihood(x, out)
+    return vade_losses.gaussian_log_likelihood(x, out, config.scale)
+
+  def init(key, data):
+    x = data["x"]
+    n = x.shape[0]
+    vae_key, head_key, siamese_key, sample_key = jax.random.split(key, 4)
+    params = {
+        "vae": vae.init(vae_key, x[:1], sample_key)["params"],
+        "gamma": head.init(head_key, jnp.zeros((1, config.latent), x.dtype))["params"],
+        # Set by the "mixture" phase.
+        "mixture": mixture_params(jnp.zeros((num_clusters, config.latent), x.dtype)),
+    }
+    state = {"labels": jnp.zeros((n,), jnp.int32)}
+    if num_neighbours:
+      params["siamese"] = siamese.init(siamese_key, x[:1])["params"]
+      state["input_nbrs"] = jnp.zeros((n, config.siamese_neighbours), jnp.int32)
+      state["nbrs"] = jnp.zeros((n, num_neighbours), jnp.int32)
+    return params, state
+
+  def encode(params, state, x):
+    del state
+    return vae.apply({"params": params["vae"]}, x, method=VAE.encode)[0]
+
+  def log_gamma(params, z_mean):
+    return head.apply({"params": params["gamma"]}, z_mean)
+
+  def predict(params, state, x):
+    return jnp.exp(log_gamma(params, encode(params, state, x)))
+
+  def pretrain_loss(params, batch, key):
+    del key
+    x = batch["x"]
+    out = vae.apply({"params": params["vae"]}, encode(params, None, x), method=VAE.decode)
+    log_px = jnp.mean(reconstruction(x, out))
+    return -log_px, {"log_px": log_px}
+
+  def init_mixture(params, state, data, key):
+    z = predict_in_chunks(encode, params, state, data["x"])
+    if config.init_mixture == "gmm":
+      fit = gmm(key, z, num_clusters, covariance="diag", uniform_weights=True)
+      mu, var, terms = fit.mu, fit.covariances, {"log_likelihood": fit.log_likelihood}
+    else:
+      fit = kmeans(key, z, num_clusters, n_init=config.kmeans_restarts)
+      mu, var, terms = fit.mu, cluster_variances(z, fit.labels, fit.mu), {"inertia": fit.inertia}
+    # Keep init's dtypes (float64 codes under x64 must not promote the mixture).
+    mixture = jax.tree.map(lambda new, old: new.astype(old.dtype), mixture_params(mu, var),
+                           params["mixture"])
+    state = {**state, "labels": fit.labels.astype(jnp.int32)}
+    return {**params, "mixture": mixture}, state, terms
+
+  def with_labels(idx, data, state, key):
+    del key
+    return {"x": data["x"][idx], "labels": state["labels"][idx]}
+
+  def gamma_loss(params, batch, key):
+    del key
+    # The encoder is frozen here: no gradient through it saves its backward pass.
+    z_mean = jax.lax.stop_gradient(encode(params, None, batch["x"]))
+    log_q = log_gamma(params, z_mean)
+    cross_entropy = -jnp.mean(jnp.take_along_axis(log_q, batch["labels"][:, None], -1))
+    return cross_entropy, {"cross_entropy": cross_entropy}
+
+  def input_graph(params, state, data, key):
+    del key
+    return params, {**state, "input_nbrs": graph.knn(data["x"], config.siamese_neighbours)}, {}
+
+  def contrastive_batch(idx, data, state, key):
+    # Every input-space edge of the batch's anchors is a positive pair, with as
+    # many random negatives; contrastive_pairs numbers rows within the batch.
+    nbrs = state["input_nbrs"][idx]
+    pairs, positive = graph.contrastive_pairs(key, nbrs, nbrs.size)
+    first = idx[pairs[:, 0]]
+    second = jnp.where(positive, pairs[:, 1], idx[pairs[:, 1]])
+    x = data["x"]
+    return {"a": x[first], "b": x[second], "positive": positive}
+
+  def embed(params, state, x):
+    del state
+    return siamese.apply({"params": params["siamese"]}, x)
+
+  def siamese_loss(params, batch, key):
+    del key
+    return vade_losses.contrastive_loss(embed(params, None, batch["a"]),
+                                        embed(params, None, batch["b"]), batch["positive"],
+                                        margin=config.margin)
+
+  def embedding_graph(params, state, data, key):
+    del key
+    embedding = predict_in_chunks(embed, params, state, data["x"])
+    return params, {**state, "nbrs": graph.knn(embedding, num_neighbours)}, {}
+
+  def neighbourhoods(idx, data, state, key):
+    del key
+    hood = idx[:, None]
+    if num_neighbours:
+      hood = jnp.concatenate([hood, state["nbrs"][idx]], axis=1)
+    return {"x": data["x"][hood]}  # (B, 1 + N_s, d), the anchor first
+
+  def joint_loss(params, batch, key):
+    x = batch["x"]
+    z_mean, z_logvar, _, out = vae.apply({"params": params["vae"]}, x, key)
+    mixture = params["mixture"]
+    # Without neighbours, m_i = pi (uniform) turns DGG's objective into VaDE's ELBO.
+    log_pi = None if num_neighbours else jnp.full((num_clusters,), -math.log(num_clusters))
+    return vade_losses.dgg_loss(reconstruction(x[:, :1], out), z_mean, z_logvar,
+                                log_gamma(params, z_mean), mixture["mu"], mixture["logvar"],
+                                log_prior=log_pi)
+
+  def criteria(params, state, x, gamma):
+    del gamma  # its log may be -inf; the head's log-softmax is finite
+    z_mean, z_logvar = vae.apply({"params": params["vae"]}, x, method=VAE.encode)
+    # The reconstruction at the posterior mean: deterministic, no key here.
+    out = vae.apply({"params": params["vae"]}, z_mean, method=VAE.decode)
+    mixture = params["mixture"]
+
+    def neg_elbo(*sample):
+      return vade_losses.vade_loss(*(a[None] for a in sample), mixture["mu"],
+                                   mixture["logvar"])[0]
+
+    return {"neg_elbo": jax.vmap(neg_elbo)(reconstruction(x, out), z_mean, z_logvar,
+                                           log_gamma(params, z_mean))}
+
+  def joint_tx(steps_per_epoch):
+    schedule = optax.exponential_decay(config.learning_rate,
+                                       config.decay_epochs * steps_per_epoch,
+                                       config.decay_rate, staircase=True)
+    return optimizer("adam", schedule, trainable={"vae", "gamma", "mixture"})
+
+  def siamese_tx(steps_per_epoch):
+    schedule = optax.exponential_decay(config.siamese_lr,
+                                       config.siamese_decay_epochs * steps_per_epoch,
+                                       0.1, staircase=True)
+    # Adam's L2 weight decay (PyTorch's weight_decay) before the frozen parts are zeroed.
+    return optax.chain(optax.add_decayed_weights(config.siamese_weight_decay),
+                       optimizer("adam", schedule, trainable={"siamese"}))
+
+  phases = (
+      SGDPhase("pretrain", (Update(stateless(pretrain_loss),
+                                   optimizer("adam", config.pretrain_lr, trainable={"vae"})),),
+               config.pretrain_epochs, config.pretrain_batch_size),
+      FitPhase("mixture", init_mixture),
+      SGDPhase("gamma", (Update(stateless(gamma_loss),
+                                optimizer("adam", config.gamma_lr, trainable={"gamma"})),),
+               config.gamma_epochs, config.batch_size, batch=with_labels),
+  )
+  if num_neighbours:
+    phases += (
+        FitPhase("input_graph", input_graph),
+        SGDPhase("siamese", (Update(stateless(siamese_loss), siamese_tx),),
+                 config.siamese_epochs, config.siamese_batch_size, batch=contrastive_batch),
+        FitPhase("graph", embedding_graph),
+    )
+  phases += (SGDPhase("joint", (Update(stateless(joint_loss), joint_tx),), config.epochs,
+                      config.batch_size, batch=neighbourhoods),)
+  return Method("dgg" if num_neighbours else "vade", num_clusters, init, phases, predict,
+                criteria, select_by="neg_elbo")
+
+
+registry.register(registry.MethodSpec(
+    "vade", VaDEConfig, build, presets.VADE,
+    "VaDE (Jiang et al. 2017): VAE with a Gaussian-mixture prior, gamma head as q(c|x)"))
+registry.register(registry.MethodSpec(
+    "dgg", DGGConfig, build, presets.DGG,
+    "DGG (Yang et al. 2019): VaDE with a Siamese-embedding graph of N_s neighbours"))

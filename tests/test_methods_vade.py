@@ -1,0 +1,221 @@
+"""VaDE and DGG as engine methods: phases, state, batches, the VaDE special case, resume."""
+
+from __future__ import annotations
+
+import doctest
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deepclust_jax import baselines, data, graph, methods, metrics, pipeline
+from deepclust_jax.engine import FitPhase, Method, SGDPhase, check_phases
+from deepclust_jax.losses import vade as vade_losses
+from deepclust_jax.methods import vade
+from deepclust_jax.models.vade import VAE, GammaHead, Siamese
+
+N, K, P = 120, 3, 2
+# Tiny widths and one epoch per phase: every phase compiles and runs in seconds.
+TINY = {"hidden": (8,), "latent": P, "pretrain_epochs": 1, "pretrain_batch_size": 40,
+        "gamma_epochs": 1, "epochs": 2, "batch_size": 40, "siamese_epochs": 1,
+        "siamese_batch_size": 40, "kmeans_restarts": 1, "num_clusters": K}
+VADE_PHASES = ["pretrain", "mixture", "gamma", "joint"]
+DGG_PHASES = ["pretrain", "mixture", "gamma", "input_graph", "siamese", "graph", "joint"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  """The first N digits of classes 0-2, in [0, 1] as the Bernoulli decoder needs."""
+  ds = data.load("digits")
+  keep = np.flatnonzero(ds.y < K)[:N]
+  return data.Dataset(ds.x[keep], ds.y[keep], "tiny_digits", K)
+
+
+def build(name: str, **overrides) -> Method:
+  config = methods.resolve(name, overrides={**TINY, **overrides})
+  return methods.get(name).build(config, (64,))
+
+
+def test_phases_and_their_order():
+  v, d = build("vade"), build("dgg", num_neighbours=2)
+  assert (v.name, d.name) == ("vade", "dgg")
+  assert [p.name for p in v.phases] == VADE_PHASES
+  assert [p.name for p in d.phases] == DGG_PHASES
+  fits = {"mixture", "input_graph", "graph"}
+  for phase in d.phases:
+    assert isinstance(phase, FitPhase if phase.name in fits else SGDPhase), phase.name
+  # dgg with no neighbours is vade, through the same builder.
+  assert [p.name for p in build("dgg", num_neighbours=0).phases] == VADE_PHASES
+  assert methods.resolve("dgg").num_neighbours == 3
+  assert methods.resolve("vade").num_neighbours == 0
+
+
+def test_joint_schedule_is_staircase_decay_per_epochs():
+  """Adam 2e-3 x 0.9 every 10 epochs, counted in steps (section 4)."""
+  method = methods.get("vade").build(methods.resolve("vade", num_classes=10), (784,))
+  joint = method.phases[-1]
+  assert (joint.epochs, joint.batch_size) == (300, 100)
+  tx = joint.updates[0].tx(2)  # 2 steps per epoch: the rate drops every 20 steps
+  params = {"vae": jnp.zeros(()), "gamma": jnp.zeros(()), "mixture": jnp.zeros(())}
+
+  def step(opt_state, _):
+    # A constant unit gradient: Adam's step is then the learning rate itself.
+    updates, opt_state = tx.update(jax.tree.map(jnp.ones_like, params), opt_state, params)
+    return opt_state, -updates["vae"]
+
+  _, rates = jax.lax.scan(step, tx.init(params), None, length=50)
+  np.testing.assert_allclose(np.asarray(rates)[[0, 19, 20, 39, 40, 49]],
+                             [2e-3, 2e-3, 1.8e-3, 1.8e-3, 1.62e-3, 1.62e-3], rtol=1e-4)
+
+
+def test_state_shapes_and_dtypes():
+  x = jax.ShapeDtypeStruct((N, 64), jnp.float32)
+  _, state = jax.eval_shape(build("dgg", num_neighbours=4, siamese_neighbours=3).init,
+                            jax.random.key(0), {"x": x})
+  assert {k: (v.shape, v.dtype) for k, v in state.items()} == {
+      "labels": ((N,), jnp.int32), "input_nbrs": ((N, 3), jnp.int32),
+      "nbrs": ((N, 4), jnp.int32)}
+  params, state = jax.eval_shape(build("vade").init, jax.random.key(0), {"x": x})
+  assert set(state) == {"labels"}
+  assert set(params) == {"vae", "gamma", "mixture"}
+  chex.assert_shape([params["mixture"]["mu"], params["mixture"]["logvar"]], (K, P))
+
+
+def test_joint_batch_gathers_the_stored_neighbours():
+  method = build("dgg", num_neighbours=3)
+  x = jnp.arange(N * 64, dtype=jnp.float32).reshape(N, 64)
+  nbrs = jax.random.randint(jax.random.key(1), (N, 3), 0, N, jnp.int32)
+  state = {"labels": jnp.zeros(N, jnp.int32), "input_nbrs": nbrs[:, :2], "nbrs": nbrs}
+  idx = jnp.array([5, 0, 77, 119])
+  batch = jax.jit(method.phases[-1].batch)(idx, {"x": x}, state, jax.random.key(2))
+  chex.assert_shape(batch["x"], (4, 4, 64))
+  np.testing.assert_array_equal(batch["x"][:, 0], x[idx])
+  np.testing.assert_array_equal(batch["x"][:, 1:], x[nbrs[idx]])
+  # VaDE's neighbourhood is the anchor alone.
+  batch = build("vade").phases[-1].batch(idx, {"x": x}, {"labels": state["labels"]}, None)
+  np.testing.assert_array_equal(batch["x"], x[idx][:, None])
+
+
+def test_siamese_batch_pairs_input_edges_and_random_negatives():
+  method = build("dgg", siamese_neighbours=2)
+  siamese = method.phases[DGG_PHASES.index("siamese")]
+  x = jnp.arange(N, dtype=jnp.float32)[:, None] * jnp.ones((1, 64))  # row i holds i
+  input_nbrs = (jnp.arange(N)[:, None] + jnp.array([1, 2])) % N
+  state = {"labels": jnp.zeros(N, jnp.int32), "input_nbrs": input_nbrs.astype(jnp.int32),
+           "nbrs": jnp.zeros((N, 3), jnp.int32)}
+  idx = jnp.array([3, 50, 100])
+  batch = siamese.batch(idx, {"x": x}, state, jax.random.key(0))
+  a, b = np.asarray(batch["a"][:, 0], int), np.asarray(batch["b"][:, 0], int)
+  positive = np.asarray(batch["positive"])
+  assert positive.sum() == (~positive).sum() == 6  # every edge of the batch, as many negatives
+  assert sorted(zip(a[positive], b[positive])) == sorted(
+      (i, (i + j) % N) for i in [3, 50, 100] for j in (1, 2))
+  assert set(a[~positive]) | set(b[~positive]) <= {3, 50, 100}
+  assert np.all(a[~positive] != b[~positive])
+
+
+def test_no_neighbours_gives_vades_elbo():
+  """dgg with num_neighbours=0 trains on VaDE's loss: m_i = pi, no neighbours."""
+  method = build("dgg", num_neighbours=0)
+  x = jnp.asarray(data.load("digits").x[:16])
+  key = jax.random.key(3)
+  params, state = jax.jit(method.init)(key, {"x": x})
+  params["mixture"] = {"mu": jax.random.normal(jax.random.key(4), (K, P)),
+                       "logvar": 0.3 * jax.random.normal(jax.random.key(5), (K, P))}
+  joint = method.phases[-1]
+  batch = joint.batch(jnp.arange(16), {"x": x}, state, key)
+  loss, (terms, _) = jax.jit(joint.updates[0].loss)(params, state, batch, key)
+
+  @jax.jit
+  def independent(params):
+    vae, head = VAE(64, P, (8,)), GammaHead(K)
+    z_mean, z_logvar, _, logits = vae.apply({"params": params["vae"]}, x[:, None], key)
+    z_mean, z_logvar, logits = z_mean[:, 0], z_logvar[:, 0], logits[:, 0]
+    return vade_losses.vade_loss(
+        vade_losses.bernoulli_log_likelihood(x, logits), z_mean, z_logvar,
+        head.apply({"params": params["gamma"]}, z_mean),
+        params["mixture"]["mu"], params["mixture"]["logvar"])
+
+  expected, expected_terms = independent(params)
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+  for name, value in expected_terms.items():
+    np.testing.assert_allclose(terms[name], value, rtol=1e-5, atol=1e-6)
+  assert float(terms["log_pc_qc"]) < 0  # -KL(gamma || pi), not DGG's 0 for a lone anchor
+
+
+def test_cluster_variances_match_numpy():
+  rng = np.random.default_rng(0)
+  z, labels = rng.normal(size=(50, 3)), rng.integers(0, 4, 50)
+  labels[labels == 3] = 0  # cluster 3 is empty
+  mu = np.stack([z[labels == k].mean(0) if (labels == k).any() else np.zeros(3)
+                 for k in range(4)])
+  expected = np.stack([z[labels == k].var(0) if (labels == k).any() else np.zeros(3)
+                       for k in range(4)])
+  np.testing.assert_allclose(vade.cluster_variances(jnp.asarray(z), jnp.asarray(labels),
+                                                    jnp.asarray(mu)), expected, atol=1e-6)
+
+
+def test_fit_resume_and_state(tiny, tmp_path):
+  """Through pipeline.fit: the graph and labels land in the checkpointed state."""
+  overrides = {**TINY, "num_neighbours": 2, "init_mixture": "gmm"}
+  options = {"progress": False}
+  report = pipeline.fit("dgg", tiny, runs=2, overrides=overrides, out=tmp_path / "run",
+                        options=options)
+  result = report.result
+  assert [r["phase"] for r in result.history] == [
+      "pretrain", "mixture", "gamma", "input_graph", "siamese", "graph", "joint", "joint"]
+  assert np.isfinite(result.terms["neg_elbo"]).all()
+  assert result.selected == int(np.argmin(result.terms["neg_elbo"]))
+  state = result.state
+  chex.assert_shape(state["nbrs"], (2, N, 2))
+  expected_input = graph.knn(jnp.asarray(tiny.x), report.config.siamese_neighbours)
+  for r in range(2):
+    np.testing.assert_array_equal(state["input_nbrs"][r], expected_input)
+    # The stored graph is the kNN graph of the final Siamese embedding.
+    embedding = Siamese(P, (8,)).apply(
+        {"params": jax.tree.map(lambda a: a[r], result.params["siamese"])}, tiny.x)
+    np.testing.assert_array_equal(state["nbrs"][r], graph.knn(embedding, 2))
+  assert 0 <= state["labels"].min() and state["labels"].max() < K
+
+  resumed = pipeline.fit("dgg", tiny, runs=2, overrides=overrides, out=tmp_path / "run",
+                         resume=True, options=options).result
+  np.testing.assert_array_equal(resumed.labels, result.labels)
+  jax.tree.map(np.testing.assert_array_equal, resumed.state, state)
+
+
+@pytest.mark.parametrize("name", ["vade", "dgg"])
+def test_presets_build_and_trace_for_every_registered_dataset(name):
+  key = jax.random.key(0)
+  for dataset in data.names():
+    spec = data.get(dataset)
+    width = spec.num_features or 2000  # 20news: at most 2,000 words
+    config = methods.resolve(name, dataset=dataset, num_classes=spec.num_classes)
+    assert config.num_clusters == spec.num_classes, dataset
+    method = methods.get(name).build(config, spec.image_shape or (width,))
+    check_phases(method, {"x": jax.ShapeDtypeStruct((64, width), jnp.float32)}, key)
+
+
+def test_paper_schedule_on_mnist():
+  config = methods.resolve("dgg", dataset="mnist", num_classes=10)
+  assert (config.learning_rate, config.decay_rate, config.decay_epochs) == (2e-3, 0.9, 10)
+  assert (config.batch_size, config.epochs, config.siamese_neighbours) == (100, 300, 2)
+  assert config.hidden == (500, 500, 2000) and config.latent == 10
+  assert config.likelihood == "bernoulli"
+
+
+def test_docstring_examples():
+  assert doctest.testmod(vade, raise_on_error=True).attempted > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vade", "dgg"])
+def test_beats_kmeans_on_digits(name):
+  """The digits preset, 5 seeds: mean ACC above k-means' on the raw pixels."""
+  ds = data.load("digits")
+  report = pipeline.fit(name, ds, runs=5, options={"progress": False, "eval_every": 1000})
+  kmeans_acc = np.mean([
+      metrics.evaluate(ds.y, np.asarray(baselines.kmeans(jax.random.key(s), ds.x, 10).labels))
+      ["acc"] for s in range(5)])
+  assert report.summary["mean"]["acc"] > kmeans_acc + 0.01, (report.summary, kmeans_acc)
