@@ -29,7 +29,8 @@ NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 KERNEL = "deepclust-test"
 SMALL_ENV = {"DEEPCLUST_NOTEBOOK_SMALL": "1"}
 # Wall-clock budget of one whole notebook in small mode, kernel start included.
-BUDGET_S = {"cm_q_function.ipynb": 180.0}
+BUDGET_S = {"cm_q_function.ipynb": 180.0, "dgg_graph.ipynb": 300.0,
+            "edgam_streamlined_em.ipynb": 180.0, "nmm_em_2d.ipynb": 180.0}
 
 
 @pytest.fixture(scope="session")

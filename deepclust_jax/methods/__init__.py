@@ -1,6 +1,7 @@
 """Registered clustering methods; importing this module registers them all."""
 
-from deepclust_jax.methods import aecm, classic, cm  # noqa: F401  (registration)
+from deepclust_jax.methods import (aecm, classic, cm, edgam, nmm_em,  # noqa: F401  (registration)
+                                   vade)
 from deepclust_jax.methods.registry import (MethodSpec, build, get, names,
                                             parse_overrides, register, resolve)
 
