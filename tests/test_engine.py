@@ -251,23 +251,27 @@ class Interrupt(Exception):
   pass
 
 
+def crash_after(epoch: int, monkeypatch, *args, **kwargs) -> None:
+  """Runs ``train(*args, **kwargs)`` until ``epoch`` is logged, then interrupts it."""
+  append = loop._History.append
+
+  def crash(self, record):
+    append(self, record)
+    if record["global_epoch"] == epoch:
+      raise Interrupt()
+
+  monkeypatch.setattr(loop._History, "append", crash)
+  with pytest.raises(Interrupt):
+    train(*args, **kwargs)
+  monkeypatch.setattr(loop._History, "append", append)
+
+
 def test_resume_reaches_same_params_as_uninterrupted(tmp_path, monkeypatch):
   x, y = blobs()
   method = toy_method(epochs=5, fit_phase=True)
   options = TrainOptions(runs=2, checkpoint_every=2, progress=False)
   full = train(method, x, y, options=options, run_dir=tmp_path / "full")
-
-  append = loop._History.append
-
-  def crash_after_epoch_5(self, record):
-    append(self, record)
-    if record["global_epoch"] == 5:
-      raise Interrupt()
-
-  monkeypatch.setattr(loop._History, "append", crash_after_epoch_5)
-  with pytest.raises(Interrupt):
-    train(method, x, y, options=options, run_dir=tmp_path / "cut")
-  monkeypatch.setattr(loop._History, "append", append)
+  crash_after(5, monkeypatch, method, x, y, options=options, run_dir=tmp_path / "cut")
   with pytest.raises(InputError, match="--resume"):
     train(method, x, y, options=options, run_dir=tmp_path / "cut")
   resumed = train(method, x, y, options=options, run_dir=tmp_path / "cut", resume=True)
@@ -326,17 +330,7 @@ def test_stateful_run_resumes_exactly(tmp_path, monkeypatch):
   method = toy_method(epochs=5, fit_phase=True, loss=counting)
   options = TrainOptions(runs=2, checkpoint_every=2, progress=False)
   full = train(method, x, y, options=options, run_dir=tmp_path / "full")
-  append = loop._History.append
-
-  def crash_after_epoch_4(self, record):
-    append(self, record)
-    if record["global_epoch"] == 4:
-      raise Interrupt()
-
-  monkeypatch.setattr(loop._History, "append", crash_after_epoch_4)
-  with pytest.raises(Interrupt):
-    train(method, x, y, options=options, run_dir=tmp_path / "cut")
-  monkeypatch.setattr(loop._History, "append", append)
+  crash_after(4, monkeypatch, method, x, y, options=options, run_dir=tmp_path / "cut")
   resumed = train(method, x, y, options=options, run_dir=tmp_path / "cut", resume=True)
   steps_per_epoch = x.shape[0] // 32
   np.testing.assert_array_equal(full.state["steps"], 6 * steps_per_epoch)
