@@ -19,13 +19,6 @@ from deepclust_jax.losses import cm as cm_module
 N, K, D = 7, 3, 4
 
 
-@pytest.fixture
-def x64():
-  """float64 inside the test only; the context restores the previous mode."""
-  with jax.enable_x64(True):
-    yield
-
-
 def random_inputs(seed: int) -> dict[str, np.ndarray]:
   """float64 numpy arrays; gamma is a softmax of ``logits``.
 

@@ -19,13 +19,6 @@ N, K, P = 6, 3, 2
 ETAS = {"eta1": 0.3, "eta2": 0.7, "eta3": 0.2}
 
 
-@pytest.fixture
-def x64():
-  """float64 inside the test only; the context restores the previous mode."""
-  with jax.enable_x64(True):
-    yield
-
-
 def random_inputs(seed: int, covariance: str = "diag") -> dict:
   """float64 numpy arrays and mixture parameters (betas in (0, 1), not 0.9).
 

@@ -18,13 +18,6 @@ N, K = 6, 3
 BATCH = 128  # the paper's batch size, for which temperature 5 was chosen
 
 
-@pytest.fixture
-def x64():
-  """float64 inside the test only; the context restores the previous mode."""
-  with jax.enable_x64(True):
-    yield
-
-
 def random_inputs(seed: int) -> dict[str, np.ndarray]:
   """float64 numpy arrays of one shape, so op-by-op compilations are shared."""
   rng = np.random.default_rng(seed)

@@ -20,13 +20,6 @@ N, J, K, P, D = 3, 3, 3, 2, 4  # batch, 1 + N_s, clusters, latent, features
 WEIGHTS = np.array([0.5, 0.25, 0.25])  # w_ii = 1/2, w_ij = 1/(2 N_s) with N_s = 2
 
 
-@pytest.fixture
-def x64():
-  """float64 inside the test only; the context restores the previous mode."""
-  with jax.enable_x64(True):
-    yield
-
-
 def random_inputs(seed: int) -> dict[str, np.ndarray]:
   """float64 numpy arrays; one shape for every test, so compilations are shared."""
   rng = np.random.default_rng(seed)
