@@ -67,8 +67,9 @@ def engine_epoch(method, x, runs: int, shared_order: bool):
   params, state = compiled.init(keys, data)
   opt_states = compiled.opt_init[len(method.phases) - 1](params)
   epoch = compiled.epoch(len(method.phases) - 1, False)
+  active = jnp.ones(runs, bool)
   tic = time.perf_counter()
-  run = epoch.lower(params, state, opt_states, data, keys, keys[0]).compile()
+  run = epoch.lower(params, state, opt_states, data, keys, keys[0], active).compile()
   compile_s = time.perf_counter() - tic
   carry = [params, state, opt_states]
   count = [0]
@@ -77,7 +78,7 @@ def engine_epoch(method, x, runs: int, shared_order: bool):
     count[0] += 1
     ekeys = jax.vmap(lambda k: jax.random.fold_in(k, count[0]))(keys)
     tic = time.perf_counter()
-    *carry[:], _ = jax.block_until_ready(run(*carry, data, ekeys, ekeys[0]))
+    *carry[:], _ = jax.block_until_ready(run(*carry, data, ekeys, ekeys[0], active))
     return time.perf_counter() - tic
 
   return compile_s, one_epoch

@@ -65,7 +65,7 @@ def neighbour_loss(params, state, batch, key):
 
 def toy_method(epochs: int = 4, batch_size: int = 32, average: bool = True,
                loss=stateless(soft_kmeans), fit_phase: bool = False,
-               batch=gather) -> Method:
+               batch=gather, stop_below: float | None = None) -> Method:
   def init(key, data):
     x = data["x"]
     idx = jax.random.choice(key, x.shape[0], (K,), replace=False)
@@ -83,7 +83,7 @@ def toy_method(epochs: int = 4, batch_size: int = 32, average: bool = True,
     return {"mu": mu}, state, {"moved": jnp.sum((mu - params["mu"]) ** 2)}
 
   phases = (SGDPhase("train", (Update(loss, optax.adam(0.05)),), epochs, batch_size,
-                     average, batch),)
+                     average, batch, stop_below),)
   if fit_phase:
     phases = (FitPhase("recentre", recentre),) + phases
   criteria = lambda params, state, x, gamma: {"l_sp": jnp.sum(gamma * (1 - gamma), -1)}
@@ -281,6 +281,45 @@ def test_resume_reaches_same_params_as_uninterrupted(tmp_path, monkeypatch):
   assert [json.loads(l)["global_epoch"] for l in lines] == list(range(1, 8))
   chex.assert_trees_all_close(resumed.history[-1]["terms"], full.history[-1]["terms"],
                               rtol=1e-5)
+
+
+def test_runs_stop_once_labels_settle_and_keep_their_params():
+  x, y = blobs()
+  options = TrainOptions(runs=3, progress=False)
+  stopped = train(toy_method(epochs=40, average=False, stop_below=0.01), x, y,
+                  options=options)
+  epochs = stopped.epochs["train"]
+  assert (epochs < 40).all() and (epochs >= 1).all(), epochs
+  records = [r for r in stopped.history if "changed" in r]
+  for run, count in enumerate(epochs):
+    changed = [r["changed"][run] for r in records if r["active"][run]]
+    assert len(changed) == count
+    assert changed[-1] < 0.01 and all(c >= 0.01 for c in changed[:-1])
+  # A stopped run's parameters are those it had after its last epoch: the
+  # same runs trained for exactly that many epochs end where it did.
+  for run, count in enumerate(epochs):
+    plain = train(toy_method(epochs=int(count), average=False), x, y, options=options)
+    chex.assert_trees_all_close(jax.tree.map(lambda a: a[run], stopped.params),
+                                jax.tree.map(lambda a: a[run], plain.params))
+
+
+def test_stopped_runs_stay_stopped_after_resume(tmp_path, monkeypatch):
+  x, y = blobs()
+  method = toy_method(epochs=40, stop_below=0.01)
+  options = TrainOptions(runs=3, checkpoint_every=1, progress=False)
+  full = train(method, x, y, options=options, run_dir=tmp_path / "full")
+  crash_after(int(full.epochs["train"].min()) + 1, monkeypatch, method, x, y,
+              options=options, run_dir=tmp_path / "cut")
+  resumed = train(method, x, y, options=options, run_dir=tmp_path / "cut", resume=True)
+  np.testing.assert_array_equal(resumed.epochs["train"], full.epochs["train"])
+  chex.assert_trees_all_close(full.params, resumed.params, rtol=1e-6, atol=1e-6)
+
+
+def test_budget_counts_steps_of_each_sgd_phase():
+  method = toy_method(epochs=5, batch_size=32, fit_phase=True)
+  assert engine.budget(method, 240) == [{"phase": "train", "epochs": 6, "batch_size": 32,
+                                         "steps_per_epoch": 7, "steps": 42}]
+  assert engine.budget(method, 20)[0]["batch_size"] == 20
 
 
 def test_resume_finished_run_trains_nothing(tmp_path):

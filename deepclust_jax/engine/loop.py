@@ -85,6 +85,8 @@ class TrainResult:
     selected: index of the run with the lowest ``method.select_by`` criterion
       among the runs that did not collapse (among all if every run did).
     seconds: wall seconds of each chunk's training, per run of the chunk.
+    epochs: per phase name, the epochs each run trained, (runs,); fewer than
+      the phase's when it stopped early (``SGDPhase.stop_below``).
     history: one record per epoch (terms and metrics per run).
   """
 
@@ -97,6 +99,7 @@ class TrainResult:
   collapsed: list[int]
   selected: int | None
   seconds: np.ndarray
+  epochs: dict[str, np.ndarray]
   history: list[dict[str, Any]]
 
 
@@ -107,6 +110,25 @@ def run_keys(seed: int, runs: Sequence[int]) -> jax.Array:
 
 def _fold(key: jax.Array, phase: int, epoch: int) -> jax.Array:
   return jax.random.fold_in(jax.random.fold_in(key, phase), epoch)
+
+
+def budget(method: Method, num_samples: int) -> list[dict[str, Any]]:
+  """Each SGD phase's budget on ``num_samples`` samples: epochs, batch, steps.
+
+  Example:
+    >>> from deepclust_jax import methods
+    >>> m = methods.build("cm", num_clusters=3, shape=(2,), batch_size=20, epochs=5)
+    >>> budget(m, 500)
+    [{'phase': 'train', 'epochs': 6, 'batch_size': 20, 'steps_per_epoch': 25, 'steps': 150}]
+  """
+  out = []
+  for phase in method.phases:
+    if isinstance(phase, SGDPhase):
+      batch_size = min(phase.batch_size, num_samples)
+      steps = num_samples // batch_size
+      out.append({"phase": phase.name, "epochs": phase.num_epochs, "batch_size": batch_size,
+                  "steps_per_epoch": steps, "steps": steps * phase.num_epochs})
+  return out
 
 
 def as_data(data: Any, num_clusters: int | None = None) -> dict[str, Any]:
@@ -172,6 +194,12 @@ class Compiled:
       return predict_in_chunks(method.predict, params, state, x, chunk)
 
     self.predict = jax.jit(jax.vmap(predict, in_axes=(0, 0, None)))
+
+    def changes(params, state, x, previous):
+      labels = jnp.argmax(predict(params, state, x), -1).astype(jnp.int32)
+      return labels, jnp.mean(labels != previous)
+
+    self.changes = jax.jit(jax.vmap(changes, in_axes=(0, 0, None, 0)))
     num_clusters = method.num_clusters
     self.score = jax.jit(jax.vmap(
         lambda params, state, x, y: contingency(
@@ -204,11 +232,18 @@ class Compiled:
             average=average, constrain=self._constrain)
         return params, state, opt_states, terms
 
-      def all_runs(params, state, opt_states, data, keys, order_key):
+      def all_runs(params, state, opt_states, data, keys, order_key, active):
         shared = (epoch_batches(order_key, self.num_samples, batch_size)
                   if self.shared_order else None)
-        return jax.vmap(one_run, in_axes=(0, 0, 0, None, 0, None))(
+        new = jax.vmap(one_run, in_axes=(0, 0, 0, None, 0, None))(
             params, state, opt_states, data, keys, shared)
+        if phase.stop_below is None:
+          return new
+        # A run that stopped keeps what it had; the others move on.
+        def keep(n, o):
+          return jnp.where(active.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+        kept = jax.tree.map(keep, new[:3], (params, state, opt_states))
+        return (*kept, new[3])
 
       self._epochs[cache_key] = jax.jit(all_runs, donate_argnums=(0, 1, 2))
     return self._epochs[cache_key]
@@ -372,7 +407,16 @@ def train(
   selected = (select_run(terms[method.select_by], collapsed)
               if method.select_by else None)
   return TrainResult(params, state, gamma, labels, terms, scores, collapsed, selected,
-                     seconds, history.records)
+                     seconds, _epochs_per_run(history.records, len(runs)), history.records)
+
+
+def _epochs_per_run(records: Sequence[dict[str, Any]], runs: int) -> dict[str, np.ndarray]:
+  """Per phase, how many epochs each run trained (a stopped run is not counted)."""
+  epochs: dict[str, np.ndarray] = {}
+  for record in records:
+    count = epochs.setdefault(record["phase"], np.zeros(runs, np.int64))
+    count[record["runs"]] += record.get("active", True)
+  return epochs
 
 
 def collapsed_runs(labels: np.ndarray, num_clusters: int) -> list[int]:
@@ -433,14 +477,26 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
     first = start_epoch if p == start_phase else 0
     if isinstance(phase, SGDPhase) and not (p == start_phase and opt_states is not None):
       opt_states = compiled.opt_init[p](params)
+    stopping = isinstance(phase, SGDPhase) and phase.stop_below is not None
+    if stopping:
+      active = _active_after(logged if first else [], phase, len(chunk))
+      labels, _ = compiled.changes(params, state, data["x"],
+                                   jnp.zeros((len(chunk), data["x"].shape[0]), jnp.int32))
     for e in range(first, phase.num_epochs):
       ekeys = jax.vmap(lambda k: _fold(k, p, e))(keys)
+      ordinary = isinstance(phase, SGDPhase) and e < phase.epochs
+      if stopping and ordinary and not active.any():
+        done += 1  # every run stopped: the phase's remaining ordinary epochs are skipped
+        bar.update(1)
+        continue
       if isinstance(phase, FitPhase):
         params, state, terms = compiled.fit[p](params, state, data, ekeys)
       else:
         average = phase.average and e == phase.epochs
+        trains = active if stopping and ordinary else np.ones(len(chunk), bool)
         params, state, opt_states, terms = compiled.epoch(p, average)(
-            params, state, opt_states, data, ekeys, _fold(order_key, p, e))
+            params, state, opt_states, data, ekeys, _fold(order_key, p, e),
+            jnp.asarray(trains))
       done += 1
       terms = _to_host(terms)
       where = f"at epoch {e + 1} of phase {phase.name!r} (epoch {done} overall)"
@@ -449,6 +505,10 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
       record = {"chunk": c, "runs": chunk, "phase": phase.name, "epoch": e + 1,
                 "global_epoch": done, "seconds": time.perf_counter() - tic,
                 "terms": {k: v.tolist() for k, v in terms.items()}}
+      if stopping and ordinary:
+        labels, changed = compiled.changes(params, state, data["x"], labels)
+        record |= {"active": active.tolist(), "changed": np.asarray(changed).tolist()}
+        active = _active_after([record], phase, len(chunk))
       phase_end = e + 1 == phase.num_epochs
       if y is not None and (done % options.eval_every == 0 or phase_end):
         scores = [metrics.from_contingency(t)
@@ -473,6 +533,18 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
   if ckpt is not None:
     ckpt.close()
   return jax.device_get((params, state)), np.asarray(gamma), last_terms, seconds
+
+
+def _active_after(records: Sequence[dict[str, Any]], phase: SGDPhase,
+                  runs: int) -> np.ndarray:
+  """Which runs still train after the last of ``records`` (all at a phase start).
+
+  Read back from the history on resume, so a stopped run stays stopped.
+  """
+  last = [r for r in records if r["phase"] == phase.name and "changed" in r]
+  if not last:
+    return np.ones(runs, bool)
+  return np.asarray(last[-1]["active"]) & (np.asarray(last[-1]["changed"]) >= phase.stop_below)
 
 
 def _restore(compiled: Compiled, ckpt: Checkpointer, step: int,

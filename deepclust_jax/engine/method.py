@@ -108,6 +108,10 @@ class SGDPhase:
     batch: ``batch(idx, data, state, key) -> batch``, built on the device from
       the step's indices (gathers of side arrays, augmentation); defaults to
       :func:`gather`. Every update of the step sees the same batch.
+    stop_below: stop a run's ordinary epochs once fewer than this fraction of
+      its labels change between two epochs (the CM paper's Fig. 8 uses 0.001);
+      a stopped run keeps its parameters while the others train, and the
+      averaging epoch, if any, still runs. ``None`` trains every epoch.
   """
 
   name: str
@@ -116,6 +120,7 @@ class SGDPhase:
   batch_size: int
   average: bool = False
   batch: BatchFn = gather
+  stop_below: float | None = None
 
   @property
   def num_epochs(self) -> int:

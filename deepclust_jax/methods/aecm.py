@@ -51,6 +51,8 @@ class AECMConfig:
     init: "r" random or "p" pretrained (see the module docstring).
     latent: p, the code width.
     hidden: encoder hidden widths (the decoder mirrors them).
+    quadratic: the encoder starts with the degree-2 monomials of x (the
+      paper's "quad" layer for the two circles, appendix 1).
     alpha, prior, frequencies: Dirichlet prior, as for the CM.
     beta: weight of the autoencoder's reconstruction.
     lam: Lagrange multiplier of the orthonormality penalty.
@@ -69,12 +71,16 @@ class AECMConfig:
       (the paper) or "nearest" (see
       :func:`~deepclust_jax.models.params_from_centroids`).
     cm_epochs: epochs of the CM alone on the codes (init "p").
+    tol: stop a run's joint training once fewer than this fraction of labels
+      change between two epochs (the paper's Fig. 8 uses 0.001); 0 trains
+      every epoch.
   """
 
   num_clusters: int = 0
   init: Literal["r", "p"] = "r"
   latent: int = 10
   hidden: tuple[int, ...] = (500, 500, 2000)
+  quadratic: bool = False
   alpha: float = 10.0
   prior: Literal["symmetric", "sorted"] = "symmetric"
   frequencies: tuple[float, ...] = ()
@@ -95,9 +101,11 @@ class AECMConfig:
   kmeans_space: Literal["codes", "inputs"] = "codes"
   centroid_encoder: Literal["nearest", "pinv"] = "pinv"
   cm_epochs: int = 100
+  tol: float = 0.0
 
   def validate(self) -> None:
     require(self.latent > 0, f"latent={self.latent} must be positive")
+    require(0 <= self.tol < 1, f"tol={self.tol} must be in [0, 1)")
     require(self.alpha > 0, f"alpha={self.alpha} must be positive")
     require(self.beta >= 0 and self.lam >= 0, "beta and lam must be >= 0")
     require(min(self.batch_size, self.pretrain_batch_size) > 0, "batch sizes must be positive")
@@ -110,7 +118,7 @@ class AECMConfig:
 
 def build(config: AECMConfig, shape: tuple[int, ...]) -> Method:
   """The AE-CM as pure pieces for the engine; samples of ``shape`` are flattened."""
-  ae = Autoencoder(math.prod(shape), config.latent, config.hidden)
+  ae = Autoencoder(math.prod(shape), config.latent, config.hidden, config.quadratic)
   cm = ClusteringModule(config.num_clusters, config.latent)
   alpha = concentration(config)
   sort = config.prior == "sorted"
@@ -188,7 +196,7 @@ def build(config: AECMConfig, shape: tuple[int, ...]) -> Method:
                      momentum=config.pretrain_momentum)
 
   joint = SGDPhase("joint", (Update(stateless(joint_loss), joint_adam),), config.epochs,
-                   config.batch_size, average=True)
+                   config.batch_size, average=True, stop_below=config.tol or None)
   phases = (joint,)
   if config.init == "p":
     phases = (

@@ -43,6 +43,8 @@ class CMConfig:
     batch_size, epochs: mini-batches; one averaging epoch follows if average.
     optimizer, learning_rate, adam_eps: Adam(1e-3, eps=1e-3) in the paper.
     average: run the averaging epoch.
+    tol: stop a run once fewer than this fraction of labels change between
+      two epochs (the paper's Fig. 8 uses 0.001); 0 trains every epoch.
   """
 
   num_clusters: int = 0
@@ -58,9 +60,11 @@ class CMConfig:
   learning_rate: float = 1e-3
   adam_eps: float = 1e-3
   average: bool = True
+  tol: float = 0.0
 
   def validate(self) -> None:
     require(self.alpha > 0, f"alpha={self.alpha} must be positive")
+    require(0 <= self.tol < 1, f"tol={self.tol} must be in [0, 1)")
     require(self.batch_size > 0, f"batch_size={self.batch_size} must be positive")
     require(self.epochs >= 0, f"epochs={self.epochs} must be >= 0")
     require(self.learning_rate > 0, f"learning_rate={self.learning_rate} must be positive")
@@ -116,7 +120,8 @@ def build(config: CMConfig, shape: tuple[int, ...]) -> Method:
 
   tx = optimizer(config.optimizer, config.learning_rate, config.adam_eps)
   train = SGDPhase("train", (Update(stateless(loss), tx),), config.epochs,
-                   config.batch_size, average=config.average)
+                   config.batch_size, average=config.average,
+                   stop_below=config.tol or None)
   return Method("cm", config.num_clusters, init, (train,), predict, criteria,
                 select_by="l_sp")
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from deepclust_jax.models.cm import glorot, glorot_normal_bias
 
@@ -33,6 +34,22 @@ class MLP(nn.Module):
     return x
 
 
+def quadratic_features(x: jax.Array) -> jax.Array:
+  """``(1, x_i, x_i x_j for i <= j)``: the monomials of degree at most 2.
+
+  The CM paper's "quad" layer (appendix 1, the two circles of Fig. 8): an
+  encoder that starts with it is a feature map of the polynomial kernel of
+  degree 2, so a linear layer after it can separate concentric circles.
+
+  Example:
+    >>> quadratic_features(jax.numpy.array([[2.0, 3.0]])).tolist()
+    [[1.0, 2.0, 3.0, 4.0, 6.0, 9.0]]
+  """
+  i, j = jnp.triu_indices(x.shape[-1])
+  ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
+  return jnp.concatenate([ones, x, x[..., i] * x[..., j]], axis=-1)
+
+
 class Autoencoder(nn.Module):
   """``x -> z -> x_bar`` with mirrored encoder and decoder.
 
@@ -40,6 +57,8 @@ class Autoencoder(nn.Module):
     features: d, input width.
     latent: p, code width.
     hidden: encoder hidden widths; the decoder uses them reversed.
+    quadratic: the encoder first maps x to :func:`quadratic_features` (the
+      decoder stays a mirror of the dense layers).
 
   Example:
     >>> ae = Autoencoder(features=64, latent=10)
@@ -52,13 +71,14 @@ class Autoencoder(nn.Module):
   features: int
   latent: int
   hidden: Sequence[int] = (500, 500, 2000)
+  quadratic: bool = False
 
   def setup(self):
     self.encoder = MLP((*self.hidden, self.latent))
     self.decoder = MLP((*reversed(self.hidden), self.features))
 
   def encode(self, x: jax.Array) -> jax.Array:
-    return self.encoder(x)
+    return self.encoder(quadratic_features(x) if self.quadratic else x)
 
   def decode(self, z: jax.Array) -> jax.Array:
     return self.decoder(z)
