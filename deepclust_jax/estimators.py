@@ -160,11 +160,13 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         self._config_keys += (key,)
     return self
 
-  def _config(self) -> Any:
-    """The method's config: its defaults, then the config fields set here."""
+  def _config(self, num_samples: int | None = None, shape: Any = None) -> Any:
+    """The method's config: its defaults (scaled to the data when it is given),
+    then the config fields set here."""
     overrides = {k: getattr(self, k) for k in self._config_keys}
     return methods.resolve(self.method, overrides={**overrides,
-                                                     "num_clusters": self.n_clusters})
+                                                     "num_clusters": self.n_clusters},
+                           num_samples=num_samples, shape=shape)
 
   def _seed(self) -> int:
     if isinstance(self.random_state, numbers.Integral):
@@ -181,7 +183,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
     shape = tuple(self.sample_shape) if self.sample_shape is not None else x.shape[1:]
     if math.prod(shape) != x.shape[1]:
       raise InputError(f"sample_shape={shape} does not have the {x.shape[1]} features of X")
-    config = self._config()
+    config = self._config(x.shape[0], shape)
     options = engine.TrainOptions(runs=self.n_runs, seed=self._seed(), progress=False)
     result = engine.train(methods.get(self.method).build(config, shape), x, options=options)
     self.model_ = Model.from_result(self.method, config, shape, result)

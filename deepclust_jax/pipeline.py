@@ -28,7 +28,7 @@ import numpy as np
 
 from deepclust_jax import data as data_lib
 from deepclust_jax import methods
-from deepclust_jax.engine import (Method, TrainOptions, TrainResult, collapsed_runs,
+from deepclust_jax.engine import (Method, TrainOptions, TrainResult, budget, collapsed_runs,
                                   predict_in_chunks, select_run, train)
 from deepclust_jax.errors import DeepclustError, InputError, ModelError
 from deepclust_jax.metrics import evaluate
@@ -97,7 +97,8 @@ def fit(
   if epochs is not None:
     overrides["epochs"] = epochs
   config = methods.resolve(method, dataset=ds.name, num_classes=ds.num_classes,
-                           overrides=overrides)
+                           overrides=overrides, num_samples=ds.x.shape[0],
+                           shape=ds.sample_shape)
   if runs < 1:
     raise InputError(f"runs={runs} must be at least 1")
   model = methods.get(method).build(config, ds.sample_shape)
@@ -107,7 +108,7 @@ def fit(
       "method": method, "dataset": ds.name, "num_samples": int(ds.x.shape[0]),
       "num_features": int(ds.x.shape[1]), "sample_shape": list(ds.sample_shape),
       "runs": runs, "seed": seed, "select_by": model.select_by,
-      "config": dataclasses.asdict(config),
+      "config": dataclasses.asdict(config), "budget": budget(model, ds.x.shape[0]),
       "options": {k: v for k, v in dataclasses.asdict(train_options).items()
                   if k not in ("mesh", "progress")},
   }
@@ -127,7 +128,8 @@ def fit(
   result = train(model, ds.x, ds.y, options=train_options, run_dir=run_dir,
                  resume=resume, fingerprint={"config": resolved["config"],
                                              "dataset": ds.name})
-  summary = summarize(result.metrics, result.selected, model.select_by, result.collapsed)
+  summary = summarize(result.metrics, result.selected, model.select_by, result.collapsed,
+                      with_trained(resolved["budget"], result.epochs))
   trained = Model.from_result(method, config, ds.sample_shape, result)
   if run_dir is not None:
     _write_run_dir(run_dir, resolved, result, ds.y, summary, trained)
@@ -149,14 +151,31 @@ def _check_resumable(run_dir: pathlib.Path, resolved: dict, resume: bool) -> Non
                      "this command's")
 
 
+def with_trained(plan: Sequence[Mapping[str, Any]],
+                 epochs: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+  """``engine.budget``'s plan with the epochs the runs trained, where they stopped early."""
+  out = []
+  for phase in plan:
+    trained = np.asarray(epochs.get(phase["phase"], [phase["epochs"]]))
+    extra = ({"trained": [int(trained.min()), float(trained.mean()), int(trained.max())]}
+             if (trained < phase["epochs"]).any() else {})
+    out.append({**phase, **extra})
+  return out
+
+
 def summarize(scores: Sequence[Mapping[str, float]] | None, selected: int | None,
-              select_by: str | None = None,
-              collapsed: Sequence[int] = ()) -> dict[str, Any]:
-  """Mean and std over runs of each score, the selected run and the collapsed runs."""
+              select_by: str | None = None, collapsed: Sequence[int] = (),
+              budget: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+  """Mean and std over runs of each score, the selected run, the collapsed runs.
+
+  ``budget`` (each SGD phase's epochs and steps, see
+  :func:`~deepclust_jax.engine.budget`) is kept as it is, scores or not.
+  """
+  summary: dict[str, Any] = {"budget": list(budget)} if budget else {}
   if not scores:
-    return {}
+    return summary
   table = {k: np.array([s[k] for s in scores]) for k in SCORES}
-  summary = {"runs": len(scores),
+  summary |= {"runs": len(scores),
              "mean": {k: float(v.mean()) for k, v in table.items()},
              "std": {k: float(v.std()) for k, v in table.items()},
              "collapsed": [int(r) for r in collapsed]}
@@ -166,10 +185,25 @@ def summarize(scores: Sequence[Mapping[str, float]] | None, selected: int | None
   return summary
 
 
+def format_budget(budget: Sequence[Mapping[str, Any]]) -> str:
+  """One line per SGD phase: epochs x steps of a batch, and where runs stopped early."""
+  lines = []
+  for b in budget:
+    line = (f"- {b['phase']}: {b['epochs']} epochs x {b['steps_per_epoch']} steps of "
+            f"{b['batch_size']} = {b['steps']} steps")
+    if "trained" in b:
+      low, mean, high = b["trained"]
+      line += f"; runs stopped early after {low} to {high} epochs (mean {mean:.1f})"
+    lines.append(line)
+  return "\n".join(lines)
+
+
 def format_summary(summary: Mapping[str, Any], title: str = "") -> str:
   """A Markdown table of ``summarize``'s output, scores x100 as in the papers."""
-  if not summary:
-    return f"{title}\n(no labels: nothing to score)\n"
+  budget = (f"\nBudget:\n{format_budget(summary['budget'])}\n"
+            if summary.get("budget") else "")
+  if "mean" not in summary:
+    return f"{title}\n(no labels: nothing to score)\n{budget}"
   lines = [title, "", "| | ACC | NMI | ARI |", "|---|---|---|---|"]
   row = " | ".join(f"{100 * summary['mean'][k]:.1f} ± {100 * summary['std'][k]:.1f}"
                    for k in SCORES)
@@ -182,7 +216,7 @@ def format_summary(summary: Mapping[str, Any], title: str = "") -> str:
   if collapsed:
     lines += ["", f"{len(collapsed)} run(s) collapsed (a cluster left empty), never "
                   f"selected unless all did: {collapsed}"]
-  return "\n".join(lines) + "\n"
+  return "\n".join(lines) + "\n" + budget
 
 
 def _write_run_dir(run_dir: pathlib.Path, resolved: dict, result: TrainResult,
@@ -225,7 +259,7 @@ def evaluate_run_dir(run_dir: str | pathlib.Path) -> dict[str, Any]:
   select_by = config.get("select_by")
   selected = (select_run([line["terms"][select_by] for line in lines], collapsed)
               if select_by else None)
-  return summarize(scores, selected, select_by, collapsed)
+  return summarize(scores, selected, select_by, collapsed, config.get("budget", ()))
 
 
 MODEL_FILE = "model.npz"

@@ -99,7 +99,10 @@ def to_markdown(config: dict, records: list[dict]) -> str:
       paper = row["paper"].get(s)
       cells += [ours, _cell(*paper) if paper else "–"]
     sel = r.get("selected", {}).get("ari")
-    lines.append(f"| {row['label']} | {r['runs']} | {r['epochs']} | " + " | ".join(cells)
+    epochs = "–" if r["epochs"] is None else str(r["epochs"])
+    if "epochs_trained" in r:
+      epochs += f" (ran {r['epochs_trained']:.1f})"
+    lines.append(f"| {row['label']} | {r['runs']} | {epochs} | " + " | ".join(cells)
                  + f" | {_cell(None if sel is None else 100 * sel, None)} | "
                  f"{r['seconds']:.0f} | `{r['command']}` |")
   hw = sorted({r["hardware"] for r in records})
@@ -134,7 +137,7 @@ pretraining). Differences that are ours, not the paper's:
 def write_report() -> None:
   """``cm_aecm.md``: the intro, every table's section and AE-CM's epoch times."""
   parts = [INTRO]
-  for name in ("cm_table3", "cm_table1", "aecm_table5"):
+  for name in ("cm_table3", "cm_table1", "aecm_table5", "cm_fig8"):
     path = RESULTS / f"{name}.md"
     if path.exists():
       parts.append(path.read_text())
@@ -206,7 +209,12 @@ def main(argv: list[str] | None = None) -> int:
       failures += 1
       print(f"{row['label']}: FAILED: {e}", flush=True)
     else:
-      record.update(epochs=report.config.epochs, **report.summary)
+      record.update(epochs=getattr(report.config, "epochs", None), **report.summary)
+      # Phases that stop runs early (tol): the mean epochs the runs trained.
+      trained = report.result.epochs
+      last = next((r["phase"] for r in reversed(report.result.history) if "changed" in r), None)
+      if last is not None:
+        record["epochs_trained"] = float(trained[last].mean())
       print(pipeline.format_summary(report.summary, row["label"]), flush=True)
     record["seconds"] = (datetime.datetime.now() - start).total_seconds()
     records = [r for r in records if r["label"] != row["label"]] + [record]

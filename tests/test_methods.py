@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import chex
 import jax
@@ -14,7 +15,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 
-from deepclust_jax import baselines, data, losses, methods
+from deepclust_jax import baselines, data, losses, methods, models
 from deepclust_jax.configs import paper
 from deepclust_jax.engine import FitPhase, SGDPhase, TrainOptions, check_phases, select_run, train
 from deepclust_jax.errors import ConfigError
@@ -90,6 +91,58 @@ def test_resolve_layers_defaults_preset_overrides():
   # Datasets without a preset keep the defaults; the preset table is unchanged.
   assert methods.resolve("cm", dataset="iris", num_classes=3).alpha == 10.0
   assert paper.CM["mnist"]["alpha"] == 177.0
+
+
+@pytest.mark.parametrize("name", ["cm", "aecm"])
+def test_defaults_scale_with_data_without_a_preset(name):
+  def resolve(n, shape=(784,), dataset="table", **overrides):
+    return methods.resolve(name, dataset=dataset, num_classes=3, num_samples=n, shape=shape,
+                           overrides=overrides)
+
+  default = methods.resolve(name)
+  # MNIST-sized data keeps the defaults the configs were written for.
+  mnist = resolve(70_000)
+  assert (mnist.batch_size, mnist.epochs) == (default.batch_size, default.epochs)
+  # A table of 500 rows: batches of N/25 and the step budget, at most MAX_EPOCHS passes.
+  small = resolve(500)
+  assert small.batch_size == 20
+  assert small.epochs == importlib.import_module(f"deepclust_jax.methods.{name}").MAX_EPOCHS
+  middle = resolve(30_000)
+  steps = 150 * (70_000 // 256)
+  assert middle.batch_size == 256 and middle.epochs == -(-steps // (30_000 // 256))
+  assert resolve(100).batch_size == 16  # at least 16
+  # What the user sets is kept, and the epochs follow the user's batch.
+  mine = resolve(5_000, batch_size="50")
+  assert mine.batch_size == 50 and mine.epochs == -(-steps // 100)
+  assert resolve(500, epochs="7").epochs == 7
+  # A preset is the paper's: no scaling.
+  assert resolve(500, dataset="mnist").batch_size == methods.get(name).presets["mnist"][
+      "batch_size"]
+
+
+def test_aecm_uses_the_papers_d_2k_d_autoencoder_on_narrow_tables():
+  narrow = methods.resolve("aecm", dataset="wine", num_classes=3, num_samples=178, shape=(13,))
+  assert (narrow.hidden, narrow.latent) == ((), 6)
+  assert (narrow.pretrain_batch_size, narrow.pretrain_epochs) == (16, 500)
+  wide = methods.resolve("aecm", dataset="t", num_classes=3, num_samples=178, shape=(64,))
+  assert (wide.hidden, wide.latent) == ((500, 500, 2000), 10)
+  mine = methods.resolve("aecm", dataset="wine", num_classes=3, num_samples=178, shape=(13,),
+                         overrides={"hidden": "20"})
+  assert mine.hidden == (20,)
+
+
+def test_quadratic_encoder_sees_the_degree_2_monomials():
+  x = jnp.array([[2.0, 3.0], [-1.0, 0.5]])
+  features = models.quadratic_features(x)
+  expected = [[1, 2, 3, 4, 6, 9], [1, -1, 0.5, 1, -0.5, 0.25]]
+  np.testing.assert_allclose(features, expected)
+  # The two circles: one linear function of the monomials (x1^2 + x2^2)
+  # separates them, which no linear function of x can.
+  method = methods.build("aecm", num_clusters=2, shape=(2,), hidden=(), latent=3,
+                         quadratic=True)
+  params, _ = method.init(jax.random.key(0), {"x": x})
+  kernel = params["autoencoder"]["encoder"]["dense_0"]["kernel"]
+  assert kernel.shape == (6, 3)
 
 
 def test_aecm_preset_applies():

@@ -143,6 +143,21 @@ def test_summarize_and_format_summary():
   assert "nothing to score" in pipeline.format_summary({}, "t")
 
 
+def test_summary_prints_the_resolved_budget(tmp_path):
+  report = pipeline.fit("cm", "iris", runs=2, out=tmp_path / "run",
+                        overrides={"epochs": 40, "tol": 0.01}, options=QUIET)
+  (budget,) = report.summary["budget"]
+  # iris has no CM preset: batches of 16 (N/25 is 6, at least 16), 9 steps an epoch.
+  assert {k: budget[k] for k in ("phase", "epochs", "batch_size", "steps_per_epoch")} == {
+      "phase": "train", "epochs": 41, "batch_size": 16, "steps_per_epoch": 9}
+  low, mean, high = budget["trained"]
+  assert low <= mean <= high < 41
+  text = (tmp_path / "run" / "summary.md").read_text()
+  assert "- train: 41 epochs x 9 steps of 16 = 369 steps; runs stopped early" in text
+  saved = json.loads((tmp_path / "run" / "config.json").read_text())
+  assert saved["budget"][0]["steps"] == 369
+
+
 def test_evaluate_run_dir_on_a_non_run_dir(tmp_path):
   (tmp_path / "labels.npy").write_bytes(b"")
   with pytest.raises(DeepclustError, match=r"not a finished run directory.*y_true\.npy"):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import math
+from collections.abc import Collection, Mapping
+from typing import Any
 
 import jax.numpy as jnp
 import optax
@@ -47,3 +49,32 @@ def require(condition: bool, message: str) -> None:
   """Raises :class:`ConfigError` with ``message`` unless ``condition``."""
   if not condition:
     raise ConfigError(message)
+
+
+# The config defaults were written for MNIST: 70,000 samples in batches of 256.
+MNIST_STEPS_PER_EPOCH = 70_000 // 256
+
+
+def scaled_sgd(num_samples: int, explicit: Mapping[str, Any], epochs: int, *,
+               max_epochs: int, batch_key: str = "batch_size",
+               epochs_key: str = "epochs", batch_size: int = 256) -> dict[str, int]:
+  """A phase's batch size and epochs for ``num_samples`` samples.
+
+  The batch is N/25 within [16, ``batch_size``] (about 25 steps an epoch on a
+  small table, the defaults' 256 on MNIST-sized data), and the epochs give
+  the optimisation steps that ``epochs`` epochs of MNIST in batches of 256
+  give, at most ``max_epochs`` passes over the data. Keys set in ``explicit``
+  (a preset or the user's) are kept.
+
+  Example:
+    >>> scaled_sgd(70_000, {}, 150, max_epochs=1000)
+    {'batch_size': 256, 'epochs': 150}
+    >>> scaled_sgd(500, {}, 150, max_epochs=1000)
+    {'batch_size': 20, 'epochs': 1000}
+  """
+  batch = explicit.get(batch_key) or min(max(num_samples // 25, 16), batch_size)
+  steps_per_epoch = max(num_samples // min(batch, num_samples), 1)
+  steps = epochs * MNIST_STEPS_PER_EPOCH
+  scaled = {batch_key: batch,
+            epochs_key: min(math.ceil(steps / steps_per_epoch), max_epochs)}
+  return {k: v for k, v in scaled.items() if k not in explicit}

@@ -1,8 +1,10 @@
 """The method registry: name -> config dataclass, builder and paper presets.
 
-A config is a frozen dataclass of plain values. It is resolved in three
-layers, each overriding the one before: the dataclass defaults, the paper's
-preset for the dataset (``deepclust_jax.configs.paper``), then the user's
+A config is a frozen dataclass of plain values. It is resolved in layers,
+each overriding the one before: the dataclass defaults (written for
+MNIST-sized data); for a dataset without a preset, defaults scaled to its size
+and width (``MethodSpec.scaled``: batch, epochs, architecture); the paper's
+preset for the dataset (``deepclust_jax.configs.paper``); then the user's
 ``key=value`` overrides. The resolved config is what ``config.json`` records.
 """
 
@@ -31,6 +33,9 @@ class MethodSpec:
       the data are flattened row-major).
     presets: per-dataset overrides from the papers.
     summary: one line for ``deepclust --help``.
+    scaled: ``scaled(num_samples, shape, num_clusters, explicit) -> values``,
+      the defaults for a dataset without a preset, scaled to its size; keys
+      in ``explicit`` (set by the user) must be left alone.
   """
 
   name: str
@@ -38,6 +43,8 @@ class MethodSpec:
   build: Callable[[Any, tuple[int, ...]], Method]
   presets: Mapping[str, Mapping[str, Any]]
   summary: str
+  scaled: Callable[[int, tuple[int, ...], int, Mapping[str, Any]],
+                   Mapping[str, Any]] | None = None
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
@@ -109,8 +116,13 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, str]:
 
 
 def resolve(name: str, *, dataset: str | None = None, num_classes: int | None = None,
-            overrides: Mapping[str, Any] | None = None) -> Any:
+            overrides: Mapping[str, Any] | None = None, num_samples: int | None = None,
+            shape: Sequence[int] | None = None) -> Any:
   """The config of method ``name`` for ``dataset`` with ``overrides`` applied.
+
+  Args:
+    num_samples, shape: the data's size and per-sample shape; with them, a
+      dataset that has no preset gets the method's scaled defaults.
 
   Raises:
     ConfigError: unknown method or key, or a value of the wrong type.
@@ -118,10 +130,13 @@ def resolve(name: str, *, dataset: str | None = None, num_classes: int | None = 
   Example:
     >>> resolve("cm", dataset="mnist", num_classes=10, overrides={"init": "p"}).alpha
     177.0
+    >>> resolve("cm", dataset="iris", num_classes=3, num_samples=150, shape=(4,)).batch_size
+    16
   """
   spec = get(name)
   hints = typing.get_type_hints(spec.config)
-  values: dict[str, Any] = dict(spec.presets.get(dataset, {})) if dataset else {}
+  preset = spec.presets.get(dataset) if dataset else None
+  values: dict[str, Any] = dict(preset or {})
   for key, value in (overrides or {}).items():
     if key not in hints:
       raise unknown(f"{name} config key", key, hints)
@@ -129,6 +144,10 @@ def resolve(name: str, *, dataset: str | None = None, num_classes: int | None = 
   values = {k: _coerce(v, hints[k], k) for k, v in values.items()}
   if not values.get("num_clusters") and num_classes:
     values["num_clusters"] = num_classes
+  if preset is None and spec.scaled is not None and num_samples:
+    shape = tuple(shape) if shape is not None else ()
+    values = {**spec.scaled(num_samples, shape, values.get("num_clusters", 0), values),
+              **values}
   config = spec.config(**values)
   check = getattr(config, "validate", None)
   if check is not None:
