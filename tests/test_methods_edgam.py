@@ -56,7 +56,8 @@ def test_table_2_presets():
 @pytest.mark.parametrize("switch", [
     {}, {"covariance": "isotropic"}, {"correction": "full"}, {"reweight": False},
     {"reconstruction": "bce"}, {"skip": False}, {"T": 1}, {"T": 5}, {"init": "glorot"},
-    {"mixing": "uniform"}, {"dropout": 0.0},
+    {"mixing": "uniform"}, {"dropout": 0.0}, {"kmeans_space": "inputs"},
+    {"kmeans_space": "inputs", "covariance": "isotropic"},
     {"architecture": "conv"}, {"architecture": "conv", "covariance": "isotropic"}])
 def test_every_switch_builds_and_traces(switch):
   method = build(**switch)
@@ -134,6 +135,27 @@ def test_mixture_phase_starts_at_the_kmeans_partition(tiny):
   assert metrics.evaluate(np.asarray(fit.labels), labels)["ari"] == pytest.approx(1.0)
   assert jax.tree.map(jnp.shape, params["mixture"]) == jax.tree.map(
       jnp.shape, method.init(jax.random.key(0), {"x": x})[0]["mixture"])
+
+
+@pytest.mark.parametrize("covariance", ["diag", "isotropic"])
+def test_mixture_phase_on_the_inputs_takes_each_clusters_code_moments(tiny, covariance):
+  """``kmeans_space="inputs"``: k-means on x; mean and variance of each cluster's codes."""
+  method = build(epochs=0, pretrain_epochs=0, kmeans_space="inputs", covariance=covariance)
+  x = jnp.asarray(tiny.x)
+  params, state = method.init(jax.random.key(0), {"x": x})
+  params, state, terms = jax.jit(method.phases[0].update)(params, state, {"x": x},
+                                                          jax.random.key(3))
+  fit = baselines.kmeans(jax.random.key(3), x, K, n_init=TINY["kmeans_restarts"])
+  np.testing.assert_allclose(terms["inertia"], fit.inertia, rtol=1e-5)
+  z = np.asarray(jax.jit(method.encode)(params, state, x))
+  labels = np.asarray(fit.labels)
+  mixture = params["mixture"]
+  for k in range(K):
+    codes = z[labels == k]
+    np.testing.assert_allclose(mixture["mu"][k], codes.mean(0), rtol=1e-4, atol=1e-5)
+    var = codes.var(0) if covariance == "diag" else codes.var(0).mean()
+    np.testing.assert_allclose(np.exp(mixture["log_var"][k]), var, rtol=1e-3, atol=1e-6)
+  np.testing.assert_array_equal(mixture["logits"], np.zeros(K))
 
 
 def test_tiny_fit_through_the_pipeline(tiny, tmp_path):

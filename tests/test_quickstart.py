@@ -25,10 +25,7 @@ def kmeans_acc() -> np.ndarray:
 
 
 # Known shortfalls, kept visible: the test runs and is reported as xfail.
-SHORT_OF_KMEANS = {
-    "edgam": "EDGaM's joint phase lowers ACC from its k-means start (5 seeds: 0.750 "
-             "against 0.792); see experiments/results/edgam.md",
-}
+SHORT_OF_KMEANS: dict[str, str] = {}
 
 
 @pytest.mark.slow
