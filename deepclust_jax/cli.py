@@ -4,7 +4,7 @@
     deepclust methods
     deepclust fit METHOD --dataset NAME [--runs N] [--epochs E] [--seed S]
                   [--init r|p] [--out DIR] [--data-dir D] [--set key=value ...]
-                  [--resume] [--shared-order] [--eval-every N]
+                  [--resume] [--shared-order] [--run-devices N] [--eval-every N]
     deepclust evaluate RUN_DIR
     deepclust predict RUN_DIR (--dataset NAME [--data-dir D] | --input FILE.npy) [--out DIR]
     deepclust plot RUN_DIR [--data-dir D] [--max-points N]
@@ -39,7 +39,9 @@ def _methods(args: argparse.Namespace) -> None:
 
 
 def _fit(args: argparse.Namespace) -> None:
-  from deepclust_jax import methods, pipeline
+  from deepclust_jax import engine, methods, pipeline
+  # First, while JAX has not started: on a CPU this asks for one device per share.
+  mesh = engine.runs_mesh(args.run_devices) if args.run_devices > 1 else None
   out = args.out or pipeline.default_run_dir(args.method, args.dataset)
   overrides = methods.parse_overrides(args.set)
   if args.init is not None:
@@ -50,7 +52,7 @@ def _fit(args: argparse.Namespace) -> None:
       resume=args.resume,
       options={"chunk_runs": args.chunk_runs, "shared_order": args.shared_order,
                "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every,
-               "progress": not args.quiet})
+               "progress": not args.quiet, "mesh": mesh})
   title = f"{args.method} on {report.dataset} ({args.runs} run(s), seed {args.seed})"
   print(pipeline.format_summary(report.summary, title))
   print(f"run directory: {report.run_dir}")
@@ -143,6 +145,9 @@ def parser() -> argparse.ArgumentParser:
   f.add_argument("--chunk-runs", type=_positive, help="train at most this many runs at once")
   f.add_argument("--shared-order", action="store_true",
                  help="all runs visit the batches in the same order (faster for many runs)")
+  f.add_argument("--run-devices", type=_positive, default=1,
+                 help="split the runs over N devices (on a CPU: N CPU devices, one per "
+                      "core); --runs must be a multiple of N")
   f.add_argument("--eval-every", type=_positive, default=10,
                  help="score every N epochs (and at the end of each phase)")
   f.add_argument("--checkpoint-every", type=_positive, default=10)

@@ -12,7 +12,9 @@ For each: (a) the engine's compiled epoch (:class:`engine.loop.Compiled`, the
 jitted step per batch from Python (the usual PyTorch-style loop, dispatch
 asynchronous, one sync per epoch), (c) the engine with 1, 5 and 20 runs under
 ``vmap``, each run with its own batch order, and 20 runs sharing one order
-(``TrainOptions(shared_order=True)``). The configurations are timed in
+(``TrainOptions(shared_order=True)``); with ``--run-devices N``, also 20 runs
+sharing one order split over N devices (``engine.runs_mesh``: on a CPU, N CPU
+devices, one per core), all rows then measured in that N-device process. The configurations are timed in
 interleaved rounds (a, b, c..., a, b, c...), so that the drift of a shared
 machine hits all alike; each row is the median over rounds. An "epoch" may be a
 prefix of the real one (``--steps``); seconds per full epoch are extrapolated
@@ -21,6 +23,7 @@ linearly from the measured steps and the table says so.
 Command (appends to experiments/results/engine.jsonl, writes engine.md):
   python experiments/bench_engine.py --data-dir ../shared/datasets --workloads cm
   python experiments/bench_engine.py --data-dir ../shared/datasets --workloads ae --steps 30
+  python experiments/bench_engine.py --data-dir ../shared/datasets --workloads cm --run-devices 2
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import numpy as np
 import optax
 
 from deepclust_jax import data, methods
-from deepclust_jax.engine import TrainOptions, run_keys
+from deepclust_jax.engine import TrainOptions, run_keys, runs_mesh
 from deepclust_jax.engine.loop import Compiled
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
@@ -59,15 +62,20 @@ def _device() -> str:
   return f"{model}, {os.cpu_count()} cores"
 
 
-def engine_epoch(method, x, runs: int, shared_order: bool):
+def engine_epoch(method, x, runs: int, shared_order: bool, mesh=None):
   """(compile seconds, a function timing one more epoch) of the engine."""
   data = {"x": x}
-  compiled = Compiled(method, data, TrainOptions(runs=runs, shared_order=shared_order), 1)
+  compiled = Compiled(method, data, TrainOptions(runs=runs, shared_order=shared_order,
+                                                 mesh=mesh), 1)
   keys = run_keys(0, range(runs))
   params, state = compiled.init(keys, data)
   opt_states = compiled.opt_init[len(method.phases) - 1](params)
   epoch = compiled.epoch(len(method.phases) - 1, False)
   active = jnp.ones(runs, bool)
+  if mesh is not None:  # as train() places them
+    data = jax.device_put(data, compiled.replicated)
+    params, state, opt_states, keys, active = jax.device_put(
+        (params, state, opt_states, keys, active), compiled.per_run)
   tic = time.perf_counter()
   run = epoch.lower(params, state, opt_states, data, keys, keys[0], active).compile()
   compile_s = time.perf_counter() - tic
@@ -128,8 +136,11 @@ def main(argv=None) -> None:
   p.add_argument("--steps", type=int, default=0,
                  help="steps per measured epoch (0: the full epoch)")
   p.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
+  p.add_argument("--run-devices", type=int, default=1,
+                 help="also time the most runs, shared order, split over this many devices")
   p.add_argument("--out", default=str(RESULTS / "engine.jsonl"))
   args = p.parse_args(argv)
+  mesh = runs_mesh(args.run_devices) if args.run_devices > 1 else None
   mnist = data.load("mnist", data_dir=args.data_dir)
   records = []
   for name in args.workloads:
@@ -144,6 +155,9 @@ def main(argv=None) -> None:
       configs[("engine", runs)] = engine_epoch(method, x, runs, False)
     configs[("engine, shared order", max(args.runs))] = engine_epoch(
         method, x, max(args.runs), True)
+    if mesh is not None:
+      configs[(f"engine, shared order, runs over {args.run_devices} devices",
+               max(args.runs))] = engine_epoch(method, x, max(args.runs), True, mesh)
     for _, one_epoch in configs.values():
       one_epoch()  # warm-up, not counted
     times = {k: [] for k in configs}
@@ -156,7 +170,7 @@ def main(argv=None) -> None:
                 "full_epoch_steps": full_steps, "compile_s": compile_s,
                 "epoch_s": epoch_s * full_steps / steps,
                 "steps_per_s": steps * runs / epoch_s,
-                "device": _device(), "jax": jax.__version__,
+                "device": _device(), "devices": jax.device_count(), "jax": jax.__version__,
                 "date": datetime.date.today().isoformat()}
       records.append(record)
       print(json.dumps(record), flush=True)
@@ -178,11 +192,13 @@ def to_markdown(records: list[dict]) -> str:
          "`lower().compile()`), epoch times are medians of the repeats after a "
          "warm-up epoch.", "",
          "| workload | loop | runs | steps measured / epoch | compile s | epoch s | "
-         "steps/s | device | jax | date |", "|---|---|---|---|---|---|---|---|---|---|"]
+         "steps/s | device | JAX devices in the process | jax | date |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in records:
     out.append(f"| {r['workload']} | {r['kind']} | {r['runs']} | {r['steps']} / "
                f"{r['full_epoch_steps']} | {r['compile_s']:.2f} | {r['epoch_s']:.2f} | "
-               f"{r['steps_per_s']:.0f} | {r['device']} | {r['jax']} | {r['date']} |")
+               f"{r['steps_per_s']:.0f} | {r['device']} | {r.get('devices', 1)} | "
+               f"{r['jax']} | {r['date']} |")
   side_by_side = RESULTS / "side_by_side.md"
   extra = [side_by_side.read_text()] if side_by_side.exists() else []
   return "\n".join(out + ["", *targets(records), "", *extra]) + "\n"
@@ -194,6 +210,8 @@ TARGETS = (("cm", "engine / plain loop, 1 run", ("engine", 1), ("plain loop", 1)
            ("cm", "20 runs / 1 run", ("engine", 20), ("engine", 1), 6.0),
            ("cm", "20 runs sharing the batch order / 1 run",
             ("engine, shared order", 20), ("engine", 1), 6.0),
+           ("cm", "20 runs sharing the batch order over 2 CPU devices / 1 run",
+            ("engine, shared order, runs over 2 devices", 20), ("engine", 1), 6.0),
            ("ae", "engine / plain loop, 1 run", ("engine", 1), ("plain loop", 1), 1.0))
 
 

@@ -53,3 +53,53 @@ def test_two_device_data_parallel_matches_single_device():
                         capture_output=True, text=True, timeout=240)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   assert "max abs diff" in proc.stdout
+
+
+RUNS_CHILD = textwrap.dedent("""
+    from deepclust_jax import engine
+    mesh = engine.runs_mesh(2)  # first: asks JAX for 2 CPU devices
+    import jax
+    import numpy as np
+    from deepclust_jax.engine import TrainOptions, train
+    from deepclust_jax.errors import ConfigError
+    import sys; sys.path.insert(0, {tests!r})
+    from test_engine import blobs, counting, toy_method
+
+    assert jax.device_count() == 2, jax.devices()
+    x, y = blobs(n=256)
+    method = toy_method(epochs=6, batch_size=32, loss=counting, stop_below=0.01)
+    for shared in (False, True):
+      options = dict(runs=4, shared_order=shared, progress=False)
+      single = train(method, x, y, options=TrainOptions(**options))
+      split = train(method, x, y, options=TrainOptions(**options, mesh=mesh))
+      diff = max(float(np.max(np.abs(a - b))) for a, b in zip(
+          jax.tree.leaves((single.params, single.state)),
+          jax.tree.leaves((split.params, split.state))))
+      print("max abs diff", diff)
+      assert diff < 1e-5, diff
+      assert (single.labels == split.labels).all()
+      assert (single.epochs["train"] == split.epochs["train"]).all()
+    try:
+      train(method, x, y, options=TrainOptions(runs=3, progress=False, mesh=mesh))
+    except ConfigError as e:
+      assert "cannot be split evenly" in str(e), e
+    else:
+      raise AssertionError("3 runs over 2 devices were not refused")
+""")
+
+
+def test_runs_split_over_two_cpu_devices_match_one_device(tmp_path):
+  tests = os.path.dirname(os.path.abspath(__file__))
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  proc = subprocess.run([sys.executable, "-c", RUNS_CHILD.format(tests=tests)], env=env,
+                        capture_output=True, text=True, timeout=240)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert proc.stdout.count("max abs diff") == 2
+  # The command line asks for the devices itself.
+  cli = ("import sys; from deepclust_jax.cli import main; sys.exit(main(sys.argv[1:]))")
+  proc = subprocess.run([sys.executable, "-c", cli, "fit", "cm", "--dataset", "blobs",
+                         "--runs", "2", "--run-devices", "2", "--epochs", "2", "--quiet",
+                         "--out", str(tmp_path / "run")],
+                        env=env, capture_output=True, text=True, timeout=240)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert "mean ± std over 2 run(s)" in proc.stdout

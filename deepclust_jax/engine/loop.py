@@ -54,8 +54,11 @@ class TrainOptions:
     eval_every: score ACC/NMI/ARI every this many epochs when labels exist,
       and always at the end of each phase.
     predict_chunk: rows per forward pass when predicting on the whole data.
-    mesh: a ``Mesh`` with a ``"data"`` axis for data-parallel training: the
-      batch is split over devices, parameters and state are replicated.
+    mesh: a ``Mesh`` with one axis: ``"data"`` for data-parallel training
+      (the batch is split over devices, parameters and state replicated), or
+      ``"runs"`` to split the runs over devices (each device trains its share
+      of the runs on a replicated copy of the data; on a CPU host, one CPU
+      device per core puts every core to work on many seeds).
     progress: show a progress bar with ETA.
   """
 
@@ -101,6 +104,27 @@ class TrainResult:
   seconds: np.ndarray
   epochs: dict[str, np.ndarray]
   history: list[dict[str, Any]]
+
+
+def runs_mesh(num_devices: int) -> Mesh:
+  """A mesh that splits the runs over ``num_devices`` devices (``TrainOptions.mesh``).
+
+  On a CPU host it asks JAX for ``num_devices`` CPU devices, which then run
+  their shares of the runs in parallel threads (one device per core); that
+  only works before JAX has started its CPU backend, so call this first.
+
+  Raises:
+    ConfigError: fewer devices than asked for.
+  """
+  try:
+    jax.config.update("jax_num_cpu_devices", num_devices)
+  except RuntimeError:  # the CPU backend already started: use the devices it has
+    pass
+  devices = jax.devices()
+  if len(devices) < num_devices:
+    raise ConfigError(f"{num_devices} devices asked for, but JAX has {len(devices)} "
+                      f"({devices[0].platform}); on a CPU ask before JAX runs anything")
+  return Mesh(np.array(devices[:num_devices]), ("runs",))
 
 
 def run_keys(seed: int, runs: Sequence[int]) -> jax.Array:
@@ -170,11 +194,17 @@ class Compiled:
     self.method = method
     self.num_samples = data["x"].shape[0]
     mesh = options.mesh
+    axes = tuple(mesh.axis_names) if mesh is not None else ()
+    if axes not in ((), ("data",), ("runs",)):
+      raise ConfigError(f"the mesh must have one axis, 'data' or 'runs'; got {axes}")
     self.replicated = NamedSharding(mesh, P()) if mesh is not None else None
-    batch_sharding = NamedSharding(mesh, P("data")) if mesh is not None else None
+    # Arrays with a leading runs axis (params, state, optimiser states, keys).
+    self.per_run = NamedSharding(mesh, P("runs")) if axes == ("runs",) else self.replicated
+    self.run_devices = mesh.shape["runs"] if axes == ("runs",) else 1
+    batch_sharding = NamedSharding(mesh, P("data")) if axes == ("data",) else None
     self._constrain = ((lambda b: jax.tree.map(
         lambda a: jax.lax.with_sharding_constraint(a, batch_sharding), b))
-                       if mesh is not None else (lambda b: b))
+                       if batch_sharding is not None else (lambda b: b))
     self.shared_order = options.shared_order
     self.init = jax.jit(jax.vmap(method.init, in_axes=(0, None)))
     self._epochs: dict[tuple[int, bool], Any] = {}
@@ -380,6 +410,9 @@ def train(
   chunks = [runs[i:i + size] for i in range(0, len(runs), size)]
   num_classes = int(y.max()) + 1 if y is not None else 1
   compiled = Compiled(method, data, options, num_classes)
+  if any(len(chunk) % compiled.run_devices for chunk in chunks):
+    raise ConfigError(f"{options.runs} runs in chunks of {size} cannot be split evenly over "
+                      f"the mesh's {compiled.run_devices} 'runs' devices")
   data_dev = jax.device_put({k: jnp.asarray(v) for k, v in data.items()},
                             compiled.replicated)
   y_dev = jnp.asarray(y) if y is not None else None
@@ -462,9 +495,9 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
                      "continue that run or choose another --out directory")
   if params is None:
     params, state = compiled.init(keys, data)
-  if compiled.replicated is not None:
-    params, state, opt_states = jax.device_put((params, state, opt_states),
-                                               compiled.replicated)
+  if compiled.per_run is not None:
+    params, state, opt_states, keys = jax.device_put((params, state, opt_states, keys),
+                                                     compiled.per_run)
   history.truncate(c, done)
   bar.update(done)
   # A resumed chunk reports the terms of its last finished epoch, even if no
