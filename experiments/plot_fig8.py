@@ -1,6 +1,7 @@
 """Draws Fig. 8 of Boubekki et al. (2021) from the run directories of its config.
 
-One row per toy dataset, one column per method (iGMM, CM, AE-CM), each panel
+One row per toy dataset, one column per method (iGMM, CM, AE-CM, and ours:
+AE-CM without the early stop), each panel
 the selected run's clustering (the lowest selection criterion among runs
 that left no cluster empty) with the mean seconds per run in the lower right
 corner, as the paper draws it. Runs train together under ``vmap``, so a
@@ -28,7 +29,6 @@ import numpy as np  # noqa: E402
 from deepclust_jax import data, pipeline  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
-NAMES = {"igmm": "iGMM", "cm": "CM", "aecm": "AE-CM"}
 
 
 def config() -> dict:
@@ -48,11 +48,11 @@ def main(argv: list[str] | None = None) -> None:
   args = p.parse_args(argv)
   cfg = config()
   datasets = list(dict.fromkeys(row["dataset"] for row in cfg["rows"]))
-  methods = list(dict.fromkeys(row["method"] for row in cfg["rows"]))
-  fig, axes = plt.subplots(len(datasets), len(methods),
-                           figsize=(2.6 * len(methods), 2.6 * len(datasets)))
+  columns = list(dict.fromkeys(row["column"] for row in cfg["rows"]))
+  fig, axes = plt.subplots(len(datasets), len(columns),
+                           figsize=(2.6 * len(columns), 2.6 * len(datasets)))
   for row in cfg["rows"]:
-    ax = axes[datasets.index(row["dataset"]), methods.index(row["method"])]
+    ax = axes[datasets.index(row["dataset"]), columns.index(row["column"])]
     directory = run_dir(row, cfg["runs"])
     x = data.load(row["dataset"]).x
     summary = pipeline.evaluate_run_dir(directory)
@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     if datasets.index(row["dataset"]) == 0:
-      ax.set_title(NAMES[row["method"]])
-    if methods.index(row["method"]) == 0:
+      ax.set_title(row["column"])
+    if columns.index(row["column"]) == 0:
       ax.set_ylabel(row["dataset"].replace("_", " "))
   fig.tight_layout()
   fig.savefig(args.out, dpi=110)
