@@ -107,6 +107,8 @@ def to_markdown(config: dict, records: list[dict]) -> str:
                  f"{r['seconds']:.0f} | `{r['command']}` |")
   hw = sorted({r["hardware"] for r in records})
   lines += ["", "Hardware: " + "; ".join(hw) if hw else "", ""]
+  if config.get("notes"):
+    lines += [config["notes"].strip(), ""]
   return "\n".join(lines)
 
 
