@@ -5,7 +5,9 @@ independent seeds at once. Per epoch there is exactly one compiled call
 (``vmap`` over runs of a ``lax.scan`` over batches) and one small host
 transfer: the epoch's mean loss terms, used for the log, the progress bar and
 the NaN guard. Scoring epochs add one more compiled call that predicts in
-chunks and returns a (classes, clusters) count table per run.
+chunks and returns a (classes, clusters) count table per run; phases that
+stop runs early (``SGDPhase.stop_below``) add one that returns the fraction
+of each run's labels that changed.
 
 Run ``r`` of seed ``s`` always uses the key ``fold_in(key(s), r)`` and epoch
 ``e`` of phase ``p`` folds ``p`` and ``e`` into it, so results do not depend on
