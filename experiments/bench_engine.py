@@ -237,9 +237,14 @@ def targets(records: list[dict]) -> list[str]:
             "(`shared_order`) multiply the data once for all runs, one wide product, "
             "which is where the CM's 20-run cost falls from about 20x to about 7x one "
             "run. The remaining per-run work (Adam on each run's parameters, the "
-            "K x K and K x d products of E2-E4 and of E1's expansion) keeps it above "
-            "6x here. Many vmapped runs pay off on accelerators, where one run leaves "
-            "the device idle: the GPU rows are measured by the same command on a GPU."]
+            "K x K and K x d products of E2-E4 and of E1's expansion) runs on one "
+            "core: XLA's CPU dots at these sizes do not split over threads. "
+            "`--run-devices 2` (`engine.runs_mesh(2)`) makes the 2 cores 2 CPU "
+            "devices and splits the runs between them, which brings 20 runs to about "
+            "5x one run (measured against one run in a 1-device process and in the "
+            "2-device one alike). Many vmapped runs pay off on accelerators, where one "
+            "run leaves the device idle: the GPU rows are measured by the same command "
+            "on a GPU."]
   if all(r["device"] == "cpu" or "cores" in r["device"] for r in records):
     lines += ["The GPU target (20 AE runs under 3x one run) is not measured: no "
               "GPU was available."]
