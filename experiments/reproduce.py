@@ -228,11 +228,10 @@ def main(argv: list[str] | None = None) -> int:
       print(f"{row['label']}: FAILED: {e}", flush=True)
     else:
       record.update(epochs=getattr(report.config, "epochs", None), **report.summary)
-      # Phases that stop runs early (tol): the mean epochs the runs trained.
-      trained = report.result.epochs
-      last = next((r["phase"] for r in reversed(report.result.history) if "changed" in r), None)
-      if last is not None:
-        record["epochs_trained"] = float(trained[last].mean())
+      # A phase whose runs stopped early (tol): the mean epochs they trained.
+      stopped = [b["trained"][1] for b in report.summary.get("budget", ()) if "trained" in b]
+      if stopped:
+        record["epochs_trained"] = stopped[-1]
       print(pipeline.format_summary(report.summary, row["label"]), flush=True)
     record["seconds"] = (datetime.datetime.now() - start).total_seconds()
     records = [r for r in records if r["label"] != row["label"]] + [record]

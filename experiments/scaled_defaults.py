@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from deepclust_jax import data, engine, methods, pipeline
+from deepclust_jax import data, methods, pipeline
 from deepclust_jax.methods import aecm
 from deepclust_jax.methods.common import scaled_sgd
 
@@ -84,8 +84,7 @@ def main(argv: list[str] | None = None) -> None:
       report = pipeline.fit(method, ds, runs=args.runs, overrides=overrides,
                             options={"progress": False})
       wall = time.perf_counter() - tic
-      model = methods.get(method).build(report.config, ds.sample_shape)
-      steps = sum(b["steps"] for b in engine.budget(model, ds.x.shape[0]))
+      steps = sum(b["steps"] for b in report.summary["budget"])
       mean, std = report.summary["mean"], report.summary["std"]
       scores = " | ".join(f"{100 * mean[k]:.1f} ± {100 * std[k]:.1f}"
                           for k in ("acc", "nmi", "ari"))

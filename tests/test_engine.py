@@ -93,6 +93,12 @@ def toy_method(epochs: int = 4, batch_size: int = 32, average: bool = True,
 QUIET = TrainOptions(progress=False)
 
 
+def max_abs_diff(a: engine.TrainResult, b: engine.TrainResult) -> float:
+  """The largest difference between two results' params and state."""
+  return max(float(np.max(np.abs(u - v))) for u, v in zip(
+      jax.tree.leaves((a.params, a.state)), jax.tree.leaves((b.params, b.state))))
+
+
 def test_train_shapes_scores_and_selection():
   x, y = blobs()
   result = train(toy_method(), x, y, options=TrainOptions(runs=3, progress=False))

@@ -27,7 +27,7 @@ CHILD = textwrap.dedent("""
     from deepclust_jax.engine import TrainOptions, train
     sys_path = {tests!r}
     import sys; sys.path.insert(0, sys_path)
-    from test_engine import blobs, neighbour_loss, toy_method, with_neighbours
+    from test_engine import blobs, max_abs_diff, neighbour_loss, toy_method, with_neighbours
 
     assert jax.device_count() == 2, jax.devices()
     x, y = blobs(n=256)
@@ -36,9 +36,7 @@ CHILD = textwrap.dedent("""
     single = train(method, data, y, options=TrainOptions(runs=2, progress=False))
     mesh = Mesh(np.array(jax.devices()), ("data",))
     sharded = train(method, data, y, options=TrainOptions(runs=2, progress=False, mesh=mesh))
-    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(
-        jax.tree.leaves((single.params, single.state)),
-        jax.tree.leaves((sharded.params, sharded.state))))
+    diff = max_abs_diff(single, sharded)
     print("max abs diff", diff)
     assert diff < 1e-4, diff
     assert (single.labels == sharded.labels).all()
@@ -59,11 +57,10 @@ RUNS_CHILD = textwrap.dedent("""
     from deepclust_jax import engine
     mesh = engine.runs_mesh(2)  # first: asks JAX for 2 CPU devices
     import jax
-    import numpy as np
     from deepclust_jax.engine import TrainOptions, train
     from deepclust_jax.errors import ConfigError
     import sys; sys.path.insert(0, {tests!r})
-    from test_engine import blobs, counting, toy_method
+    from test_engine import blobs, counting, max_abs_diff, toy_method
 
     assert jax.device_count() == 2, jax.devices()
     x, y = blobs(n=256)
@@ -72,9 +69,7 @@ RUNS_CHILD = textwrap.dedent("""
       options = dict(runs=4, shared_order=shared, progress=False)
       single = train(method, x, y, options=TrainOptions(**options))
       split = train(method, x, y, options=TrainOptions(**options, mesh=mesh))
-      diff = max(float(np.max(np.abs(a - b))) for a, b in zip(
-          jax.tree.leaves((single.params, single.state)),
-          jax.tree.leaves((split.params, split.state))))
+      diff = max_abs_diff(single, split)
       print("max abs diff", diff)
       assert diff < 1e-5, diff
       assert (single.labels == split.labels).all()

@@ -11,7 +11,6 @@ from deepclust_jax.engine.loop import (TrainOptions, TrainResult, as_data, budge
 __all__ = [
     "Batch", "Data", "FitPhase", "Method", "Phase", "SGDPhase", "TrainOptions",
     "TrainResult", "Update", "as_data", "budget", "check_phases", "collapsed_runs",
-    "criteria_in_chunks",
-    "epoch_batches", "gather", "predict_in_chunks", "run_keys", "runs_mesh", "select_run",
-    "sgd_epoch", "stateless", "train",
+    "criteria_in_chunks", "epoch_batches", "gather", "predict_in_chunks", "run_keys",
+    "runs_mesh", "select_run", "sgd_epoch", "stateless", "train",
 ]

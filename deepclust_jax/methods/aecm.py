@@ -231,8 +231,8 @@ def scaled(num_samples: int, shape: tuple[int, ...], num_clusters: int,
   out |= scaled_sgd(num_samples, explicit, AECMConfig.pretrain_epochs,
                     max_epochs=MAX_EPOCHS, batch_key="pretrain_batch_size",
                     epochs_key="pretrain_epochs")
-  joint_batch = {"batch_size": explicit.get("batch_size", out.get("batch_size"))}
-  out |= scaled_sgd(num_samples, {**joint_batch, **explicit}, AECMConfig.cm_epochs,
+  # The CM-only phase trains in the joint phase's batches.
+  out |= scaled_sgd(num_samples, {**out, **explicit}, AECMConfig.cm_epochs,
                     max_epochs=MAX_EPOCHS, epochs_key="cm_epochs")
   if shape and math.prod(shape) <= NARROW and num_clusters:
     out |= {"hidden": (), "latent": 2 * num_clusters}
