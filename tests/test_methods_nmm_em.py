@@ -85,6 +85,8 @@ def test_consistency_needs_the_transformed_view():
     methods.resolve("nmm_em", overrides={"augment": "false"})
   with pytest.raises(ConfigError, match="unknown layer"):
     methods.resolve("nmm_em", overrides={"architecture": "C8 X"})
+  with pytest.raises(ConfigError, match="activation='tanh'"):
+    methods.resolve("nmm_em", overrides={"activation": "tanh"})
 
 
 def test_batch_is_built_on_device_deterministic_per_key(method, digits):
@@ -126,6 +128,24 @@ def test_prediction_of_one_sample_is_its_row_of_a_batch(fitted, method, digits):
   one = method.predict(params, state, x[7:8])
   np.testing.assert_allclose(one[0], batch[7], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(fitted.result.gamma[0, :50], batch, rtol=1e-4, atol=1e-5)
+
+
+def test_batch_norm_statistics_are_state_moved_by_the_em_step_only(digits):
+  method = methods.build("nmm_em", shape=digits.sample_shape, num_clusters=10,
+                         batch_norm=True, **TINY)
+  params, state, batch = first_batch(method, digits)
+  assert sorted(state) == ["batch_stats", "mean", "var"]
+  em, kl = (jax.jit(update.loss) for update in method.phases[0].updates)
+  _, (_, after_em) = em(params, state, batch, jax.random.key(2))
+  _, (_, after_kl) = kl(params, state, batch, jax.random.key(2))
+  moved = lambda a, b: any(not np.allclose(u, v) for u, v in zip(  # noqa: E731
+      jax.tree.leaves(a["batch_stats"]), jax.tree.leaves(b["batch_stats"])))
+  assert moved(after_em, state) and not moved(after_kl, state)
+  # With the running statistics a sample's prediction ignores its batch.
+  x = jnp.asarray(digits.x[:50])
+  predict = jax.jit(method.predict)
+  np.testing.assert_allclose(predict(params, after_em, x[7:8])[0],
+                             predict(params, after_em, x)[7], rtol=1e-5, atol=1e-6)
 
 
 def test_fit_through_pipeline_scores_and_selects(fitted):

@@ -59,6 +59,21 @@ def test_mlp_output_and_widths():
   assert net.apply({"params": params}, x).shape == (5, 10)
 
 
+def test_leaky_relu_keeps_a_gradient_on_units_a_relu_net_has_killed():
+  x = jax.random.normal(jax.random.key(4), (8, 2))
+  params = relevance_net("mlp", 3).init(jax.random.key(5), x)["params"]
+  # Push every first-layer unit below zero on this batch: dead ReLUs.
+  params = {**params, "Dense_0": {**params["Dense_0"], "bias": jnp.full((32,), -100.0)}}
+
+  def grad_of_first_layer(activation):
+    net = RelevanceNet(nmm_em.ARCHITECTURES["mlp"], 3, activation)
+    loss = lambda p: jnp.sum(net.apply({"params": p}, x) ** 2)
+    return jax.grad(loss)(params)["Dense_0"]["kernel"]
+
+  assert np.all(grad_of_first_layer("relu") == 0)
+  assert np.all(np.abs(grad_of_first_layer("leaky_relu")).max(axis=0) > 0)
+
+
 def test_parse_architecture():
   assert parse_architecture(nmm_em.ARCHITECTURES["cifar"]) == (
       ("C", 64), ("C", 64), ("M", 0), ("C", 128), ("C", 128), ("M", 0), ("C", 256), ("C", 256))

@@ -4,9 +4,9 @@
 independent seeds at once. Per epoch there is exactly one compiled call
 (``vmap`` over runs of a ``lax.scan`` over batches) and one small host
 transfer: the epoch's mean loss terms, used for the log, the progress bar and
-the NaN guard. Scoring epochs add one more compiled call that predicts in
-chunks and returns a (classes, clusters) count table per run; phases that
-stop runs early (``SGDPhase.stop_below``) add one that returns the fraction
+the NaN guard. Scoring epochs, and every epoch of a phase that stops runs early
+(``SGDPhase.stop_below``), add one compiled pass that predicts the labels in
+chunks; it gives the (classes, clusters) count table per run and the fraction
 of each run's labels that changed.
 
 Run ``r`` of seed ``s`` always uses the key ``fold_in(key(s), r)`` and epoch
@@ -227,16 +227,13 @@ class Compiled:
 
     self.predict = jax.jit(jax.vmap(predict, in_axes=(0, 0, None)))
 
-    def changes(params, state, x, previous):
-      labels = jnp.argmax(predict(params, state, x), -1).astype(jnp.int32)
-      return labels, jnp.mean(labels != previous)
-
-    self.changes = jax.jit(jax.vmap(changes, in_axes=(0, 0, None, 0)))
+    self.labels = jax.jit(jax.vmap(
+        lambda params, state, x: jnp.argmax(predict(params, state, x), -1).astype(jnp.int32),
+        in_axes=(0, 0, None)))
     num_clusters = method.num_clusters
     self.score = jax.jit(jax.vmap(
-        lambda params, state, x, y: contingency(
-            jnp.argmax(predict(params, state, x), -1), y, num_clusters, num_classes),
-        in_axes=(0, 0, None, None)))
+        lambda labels, y: contingency(labels, y, num_clusters, num_classes),
+        in_axes=(0, None)))
     self.criteria = None
     if method.criteria is not None:
       self.criteria = jax.jit(jax.vmap(
@@ -515,8 +512,7 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
     stopping = isinstance(phase, SGDPhase) and phase.stop_below is not None
     if stopping:
       active = _active_after(logged if first else [], phase, len(chunk))
-      labels, _ = compiled.changes(params, state, data["x"],
-                                   jnp.zeros((len(chunk), data["x"].shape[0]), jnp.int32))
+      labels = compiled.labels(params, state, data["x"])
     for e in range(first, phase.num_epochs):
       ekeys = jax.vmap(lambda k: _fold(k, p, e))(keys)
       ordinary = isinstance(phase, SGDPhase) and e < phase.epochs
@@ -540,14 +536,19 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
       record = {"chunk": c, "runs": chunk, "phase": phase.name, "epoch": e + 1,
                 "global_epoch": done, "seconds": time.perf_counter() - tic,
                 "terms": {k: v.tolist() for k, v in terms.items()}}
+      # One prediction pass serves both the stopping rule and the scores.
+      now = None
       if stopping and ordinary:
-        labels, changed = compiled.changes(params, state, data["x"], labels)
-        record |= {"active": active.tolist(), "changed": np.asarray(changed).tolist()}
+        now = compiled.labels(params, state, data["x"])
+        changed = np.asarray(jnp.mean(now != labels, axis=1))
+        labels = now
+        record |= {"active": active.tolist(), "changed": changed.tolist()}
         active = _active_after([record], phase, len(chunk))
       phase_end = e + 1 == phase.num_epochs
       if y is not None and (done % options.eval_every == 0 or phase_end):
-        scores = [metrics.from_contingency(t)
-                  for t in np.asarray(compiled.score(params, state, data["x"], y))]
+        if now is None:
+          now = compiled.labels(params, state, data["x"])
+        scores = [metrics.from_contingency(t) for t in np.asarray(compiled.score(now, y))]
         record["metrics"] = {k: [s[k] for s in scores] for k in scores[0]}
       history.append(record)
       bar.update(1)

@@ -21,8 +21,9 @@ colours. Vectors (the MLP of section 8.1) have no image pipeline; their
 transformed view, ours, is Gaussian jitter of ``jitter`` times each feature's
 batch standard deviation.
 
-The running mean and variance of the normalisation are the run's state,
-updated by the EM step, so prediction works with any batch size, one
+The running mean and variance of the normalisation (and, with
+``batch_norm=true``, the network's batch-normalisation statistics) are the
+run's state, updated by the EM step, so prediction works with any batch size, one
 included (section 8.1).
 """
 
@@ -39,7 +40,8 @@ from deepclust_jax.errors import ConfigError
 from deepclust_jax.losses import nmm_em
 from deepclust_jax.methods import registry
 from deepclust_jax.methods.common import optimizer, require
-from deepclust_jax.models.nmm_em import ARCHITECTURES, RelevanceNet, parse_architecture
+from deepclust_jax.models.nmm_em import (ACTIVATIONS, ARCHITECTURES, RelevanceNet,
+                                         parse_architecture)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +53,11 @@ class NMMEMConfig:
     architecture: a name of ``ARCHITECTURES`` ("mnist", "cifar", "stl10",
       "mlp") or hidden layers in Table 2's notation ("C32 M F64"); empty
       picks one from the sample shape (:func:`default_architecture`).
+    activation: the hidden layers' nonlinearity, "relu" or "leaky_relu"
+      (``models.nmm_em.ACTIVATIONS``).
+    batch_norm: batch normalisation after every hidden layer (ours; the paper
+      names none). Its running statistics are the run's state, moved by the
+      EM step's pass over the original images.
     temperature: the paper's gamma (5 for batches of 128).
     normalize: normalise the relevance scores over the batch (section 5);
       false is the ablation of Table 1 and Fig. 5a.
@@ -70,6 +77,8 @@ class NMMEMConfig:
 
   num_clusters: int = 0
   architecture: str = ""
+  activation: str = "relu"
+  batch_norm: bool = False
   temperature: float = nmm_em.TEMPERATURE
   normalize: bool = True
   consistency: bool = True
@@ -100,6 +109,8 @@ class NMMEMConfig:
             "the consistency step needs the transformed view: set augment=true or "
             "consistency=false")
     require(self.jitter >= 0, f"jitter={self.jitter} must be >= 0")
+    require(self.activation in ACTIVATIONS, f"activation={self.activation!r}; choose "
+            f"from {sorted(ACTIVATIONS)}")
     try:
       self.strength()
       if self.architecture and self.architecture not in ARCHITECTURES:
@@ -134,7 +145,8 @@ def default_architecture(shape: tuple[int, ...]) -> str:
 def build(config: NMMEMConfig, shape: tuple[int, ...]) -> Method:
   """NMM-EM as pure pieces for the engine; samples of ``shape`` arrive flattened."""
   architecture = config.architecture or default_architecture(shape)
-  net = RelevanceNet(ARCHITECTURES.get(architecture, architecture), config.num_clusters)
+  net = RelevanceNet(ARCHITECTURES.get(architecture, architecture), config.num_clusters,
+                    config.activation, config.batch_norm)
   image = len(shape) == 3
   strength = config.strength()
 
@@ -158,18 +170,31 @@ def build(config: NMMEMConfig, shape: tuple[int, ...]) -> Method:
     return views
 
   def relevance(params, state, x, train):
-    """a* and the new running statistics (unchanged without normalisation)."""
-    a = net.apply({"params": params}, x)
+    """a* and the new state: the running statistics of the relevance
+    normalisation and of the network's batch normalisation, which move only in
+    training."""
+    if config.batch_norm:
+      variables = {"params": params, "batch_stats": state["batch_stats"]}
+      if train:
+        a, moved = net.apply(variables, x, True, mutable=["batch_stats"])
+        state = {**state, **moved}
+      else:
+        a = net.apply(variables, x)
+    else:
+      a = net.apply({"params": params}, x)
     if not config.normalize:
       return a, state
     a_star, (mean, var) = nmm_em.normalize_relevance(a, state["mean"], state["var"],
                                                      train=train)
-    return a_star, {"mean": mean, "var": var}
+    return a_star, {**state, "mean": mean, "var": var}
 
   def init(key, data):
-    x = inputs(data["x"][:1])
+    variables = net.init(key, inputs(data["x"][:1]))
     mean, var = nmm_em.init_running_stats(config.num_clusters, data["x"].dtype)
-    return net.init(key, x)["params"], {"mean": mean, "var": var}
+    state = {"mean": mean, "var": var}
+    if config.batch_norm:
+      state["batch_stats"] = variables["batch_stats"]
+    return variables["params"], state
 
   def predict(params, state, x):
     return nmm_em.posterior(relevance(params, state, inputs(x), train=False)[0])

@@ -11,13 +11,15 @@ filters, ``M`` a max-pooling, ``Fn`` a fully connected layer of n units; the
 final ``F(K)`` is added from ``num_clusters``.
 
 What Table 2 leaves open, and how we fill it: 3x3 convolutions with 'SAME'
-padding and stride 1, 2x2 max-pooling with stride 2, ReLU after every layer
-but the last, biases everywhere, flax's default initialisers. These choices
+padding and stride 1, 2x2 max-pooling with stride 2, ReLU (or leaky ReLU,
+``activation``) after every layer but the last, biases everywhere, flax's default initialisers. These choices
 reproduce the table's parameter counts for 2-plane Sobel inputs (MNIST 28x28:
 0.77M for "0.8M"; CIFAR 32x32 with K = 10: 1.31M for "1.3M"; STL10 at its
 full 96x96: 2.69M for "2.7M"); 5x5 kernels or 'VALID' padding would not (MNIST:
 1.43M, 0.44M). The paper mentions no batch normalisation inside the networks,
-so there is none: a sample's scores do not depend on the rest of its batch.
+so by default there is none: a sample's scores do not depend on the rest of its
+batch. ``batch_norm=True`` adds it after every hidden layer, as in the networks
+of IIC (Ji et al. 2019), whose grayscale-plus-Sobel input the paper adopts.
 
 On CPU the convolutions are written as nine shifted matrix products
 (:class:`Conv3x3`): XLA:CPU runs the gradient of ``lax.conv`` inside a
@@ -41,6 +43,10 @@ ARCHITECTURES = {
     "stl10": "C64 C64 M C128 C128 M C256 C256 M C256 C256",
     "mlp": "F32 F32",
 }
+
+# The hidden layers' nonlinearity. Table 2 names none; "relu" is ours and the
+# default, "leaky_relu" (slope 0.01) keeps a gradient on every unit.
+ACTIVATIONS = {"relu": nn.relu, "leaky_relu": nn.leaky_relu}
 
 
 def parse_architecture(architecture: str) -> tuple[tuple[str, int], ...]:
@@ -112,6 +118,13 @@ class RelevanceNet(nn.Module):
     architecture: the hidden layers in Table 2's notation, e.g.
       ``ARCHITECTURES["mnist"]``.
     num_clusters: K, the number of relevance scores.
+    activation: a name of ``ACTIVATIONS``, applied after every hidden layer.
+    batch_norm: batch normalisation (PyTorch's defaults: affine, momentum 0.1
+      on the new batch, eps 1e-5) between every hidden layer and its
+      activation. Its running statistics are the ``batch_stats`` collection:
+      called with ``train=True`` (apply with ``mutable=["batch_stats"]``) the
+      layers use the batch's statistics and move the running ones, otherwise
+      they use the running ones, so a sample's scores ignore its batch.
 
   Example:
     >>> net = RelevanceNet("C8 M F16", num_clusters=3)
@@ -123,18 +136,25 @@ class RelevanceNet(nn.Module):
 
   architecture: str
   num_clusters: int
+  activation: str = "relu"
+  batch_norm: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def act(h):
+      if self.batch_norm:
+        h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(h)
+      return ACTIVATIONS[self.activation](h)
+
     convs = 0
     for kind, width in parse_architecture(self.architecture):
       if kind == "C":
-        x = nn.relu(Conv3x3(width, name=f"Conv_{convs}")(x))
+        x = act(Conv3x3(width, name=f"Conv_{convs}")(x))
         convs += 1
       elif kind == "M":
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
       else:
-        x = nn.relu(nn.Dense(width)(x.reshape(x.shape[0], -1)))
+        x = act(nn.Dense(width)(x.reshape(x.shape[0], -1)))
     return nn.Dense(self.num_clusters, name="relevance")(x.reshape(x.shape[0], -1))
 
 
