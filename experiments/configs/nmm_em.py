@@ -13,7 +13,7 @@ deviation, so only means are listed here. Fashion-MNIST and USPS are not in
 the paper; they run with our presets (deepclust_jax.methods.nmm_em.PRESETS).
 Rows whose data is missing fail with the loader's message; the others run.
 
-Command (the full protocol, for an accelerator; about 64 TFLOP per MNIST epoch,
+Command (the full protocol, for an accelerator; about 42 TFLOP per MNIST epoch,
 see experiments/results/nmm_em.md):
   python experiments/reproduce.py experiments/configs/nmm_em.py --data-dir ../shared/datasets
 """
