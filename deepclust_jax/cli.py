@@ -52,7 +52,7 @@ def _fit(args: argparse.Namespace) -> None:
       resume=args.resume,
       options={"chunk_runs": args.chunk_runs, "shared_order": args.shared_order,
                "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every,
-               "progress": not args.quiet, "mesh": mesh})
+               "progress": not args.quiet, "mesh": mesh, "time_limit": args.time_limit})
   title = f"{args.method} on {report.dataset} ({args.runs} run(s), seed {args.seed})"
   print(pipeline.format_summary(report.summary, title))
   print(f"run directory: {report.run_dir}")
@@ -151,6 +151,9 @@ def parser() -> argparse.ArgumentParser:
   f.add_argument("--eval-every", type=_positive, default=10,
                  help="score every N epochs (and at the end of each phase)")
   f.add_argument("--checkpoint-every", type=_positive, default=10)
+  f.add_argument("--time-limit", type=float, metavar="SECONDS",
+                 help="stop, checkpointed, at the first epoch end past this many seconds "
+                      "of training and score what was trained (--resume continues)")
   f.add_argument("--quiet", action="store_true", help="no progress bar")
   f.set_defaults(run=_fit)
   e = sub.add_parser("evaluate", help="recompute the summary of a run directory")

@@ -130,6 +130,8 @@ def fit(
                                              "dataset": ds.name})
   summary = summarize(result.metrics, result.selected, model.select_by, result.collapsed,
                       with_trained(resolved["budget"], result.epochs))
+  if result.cut_short:
+    summary["cut_short"] = True
   trained = Model.from_result(method, config, ds.sample_shape, result)
   if run_dir is not None:
     _write_run_dir(run_dir, resolved, result, ds.y, summary, trained)
@@ -193,7 +195,7 @@ def format_budget(budget: Sequence[Mapping[str, Any]]) -> str:
             f"{b['batch_size']} = {b['steps']} steps")
     if "trained" in b:
       low, mean, high = b["trained"]
-      line += f"; runs stopped early after {low} to {high} epochs (mean {mean:.1f})"
+      line += f"; runs trained {low} to {high} of them (mean {mean:.1f})"
     lines.append(line)
   return "\n".join(lines)
 
@@ -202,6 +204,9 @@ def format_summary(summary: Mapping[str, Any], title: str = "") -> str:
   """A Markdown table of ``summarize``'s output, scores x100 as in the papers."""
   budget = (f"\nBudget:\n{format_budget(summary['budget'])}\n"
             if summary.get("budget") else "")
+  if summary.get("cut_short"):
+    budget += ("\nCut short by the time limit: scores are of the epochs trained "
+               "(above); --resume continues from the last checkpoint.\n")
   if "mean" not in summary:
     return f"{title}\n(no labels: nothing to score)\n{budget}"
   lines = [title, "", "| | ACC | NMI | ARI |", "|---|---|---|---|"]

@@ -10,12 +10,20 @@ wall time and hardware. Run directories go to ``runs/<name>/`` (not in git).
 Usage:
   python experiments/reproduce.py CONFIG [--rows LABEL_OR_SUBSTRING ...] [--runs N]
       [--epochs E] [--set key=value ...] [--data-dir DIR] [--chunk-runs N] [--quiet]
+      [--time-limit SECONDS]
+
+Several invocations may run at once on one results file: each finished row is
+merged into the records on disk under a lock. A row cut short by
+``--time-limit`` is recorded with the epochs each phase trained
+(``cut_short``); running the same command again resumes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import fcntl
 import importlib.util
 import json
 import os
@@ -66,6 +74,26 @@ def write_records(name: str, records: list[dict]) -> None:
   (RESULTS / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
+@contextlib.contextmanager
+def locked(name: str):
+  """Holds ``<name>.lock`` so that concurrent invocations merge their rows."""
+  RESULTS.mkdir(parents=True, exist_ok=True)
+  with open(RESULTS / f".{name}.lock", "w") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def record_row(name: str, record: dict) -> list[dict]:
+  """Replaces the row's old record on disk by ``record``; returns all records."""
+  with locked(name):
+    records = [r for r in read_records(name) if r["label"] != record["label"]] + [record]
+    write_records(name, records)
+  return records
+
+
 def _cell(mean: float | None, std: float | None) -> str:
   if mean is None:
     return "–"
@@ -102,6 +130,8 @@ def to_markdown(config: dict, records: list[dict]) -> str:
     epochs = "–" if r["epochs"] is None else str(r["epochs"])
     if "epochs_trained" in r:
       epochs += f" (ran {r['epochs_trained']:.1f})"
+    if "cut_short" in r:
+      epochs += " (cut short: " + ", ".join(f"{k} {v}" for k, v in r["cut_short"].items()) + ")"
     lines.append(f"| {row['label']} | {r['runs']} | {epochs} | " + " | ".join(cells)
                  + f" | {_cell(None if sel is None else 100 * sel, None)} | "
                  f"{r['seconds']:.0f} | `{r['command']}` |")
@@ -190,13 +220,14 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--data-dir")
   p.add_argument("--chunk-runs", type=int)
   p.add_argument("--quiet", action="store_true")
+  p.add_argument("--time-limit", type=float, metavar="SECONDS",
+                 help="per row: stop, checkpointed, at the first epoch end past this")
   args = p.parse_args(argv)
   config = load_config(args.config)
   name = config["name"]
   runs = args.runs or config["runs"]
   epochs = args.epochs or config.get("epochs")
   extra = methods.parse_overrides(args.set)
-  records = read_records(name)
   labels = {row["label"] for row in config["rows"]}
   failures = 0
   for row in config["rows"]:
@@ -221,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
           data_dir=args.data_dir,
           out=out, resume=(out / "config.json").exists(),
           options={"progress": not args.quiet, "chunk_runs": args.chunk_runs,
-                   "eval_every": config.get("eval_every", 10), **row.get("options", {})})
+                   "eval_every": config.get("eval_every", 10),
+                   "time_limit": args.time_limit, **row.get("options", {})})
     except NonFiniteError as e:  # A diverged row is a result too; go on with the others.
       record["failed"] = str(e)
       failures += 1
@@ -230,14 +262,18 @@ def main(argv: list[str] | None = None) -> int:
       record.update(epochs=getattr(report.config, "epochs", None), **report.summary)
       # A phase whose runs stopped early (tol): the mean epochs they trained.
       stopped = [b["trained"][1] for b in report.summary.get("budget", ()) if "trained" in b]
-      if stopped:
+      if stopped and not report.summary.get("cut_short"):
         record["epochs_trained"] = stopped[-1]
+      if report.summary.get("cut_short"):  # epochs per phase, of the first run
+        record["cut_short"] = {b["phase"]: f"{b.get('trained', [b['epochs']])[0]}/"
+                                           f"{b['epochs']}"
+                               for b in report.summary["budget"]}
       print(pipeline.format_summary(report.summary, row["label"]), flush=True)
     record["seconds"] = (datetime.datetime.now() - start).total_seconds()
-    records = [r for r in records if r["label"] != row["label"]] + [record]
-    write_records(name, records)
-  (RESULTS / f"{name}.md").write_text(to_markdown(config, records))
-  write_report()
+    records = record_row(name, record)
+  with locked(name):
+    (RESULTS / f"{name}.md").write_text(to_markdown(config, read_records(name)))
+    write_report()
   return 1 if failures else 0
 
 

@@ -289,6 +289,44 @@ def test_resume_reaches_same_params_as_uninterrupted(tmp_path, monkeypatch):
                               rtol=1e-5)
 
 
+def test_time_limit_cuts_at_an_epoch_end_and_resume_loses_nothing(tmp_path, monkeypatch):
+  x, y = blobs()
+  method = toy_method(epochs=5, fit_phase=True)
+  options = TrainOptions(runs=2, checkpoint_every=100, progress=False)
+  full = train(method, x, y, options=options, run_dir=tmp_path / "full")
+  assert not full.cut_short
+  # A clock that passes the limit once 3 epochs are logged: the cut is taken
+  # at that epoch's end, with a checkpoint although checkpoint_every is 100.
+  now = {"t": 0.0}
+  append = loop._History.append
+
+  def tick(self, record):
+    append(self, record)
+    now["t"] = 100.0 if record["global_epoch"] >= 3 else 0.0
+
+  monkeypatch.setattr(loop._History, "append", tick)
+  monkeypatch.setattr(loop, "clock", lambda: now["t"])
+  cut = train(method, x, y, options=dataclasses.replace(options, time_limit=50.0),
+              run_dir=tmp_path / "cut")
+  monkeypatch.undo()
+  assert cut.cut_short and len(cut.history) == 3
+  np.testing.assert_array_equal(cut.epochs["recentre"], [1, 1])
+  np.testing.assert_array_equal(cut.epochs["train"], [2, 2])
+  assert cut.metrics is not None and cut.labels.shape == (2, x.shape[0])
+  resumed = train(method, x, y, options=options, run_dir=tmp_path / "cut", resume=True)
+  assert not resumed.cut_short
+  np.testing.assert_array_equal(resumed.epochs["train"], full.epochs["train"])
+  chex.assert_trees_all_close(full.params, resumed.params, rtol=1e-6, atol=1e-6)
+
+
+def test_time_limit_leaves_out_chunks_not_started():
+  x, y = blobs()
+  options = TrainOptions(runs=4, chunk_runs=2, time_limit=0.0, progress=False)
+  cut = train(toy_method(epochs=3), x, y, options=options)
+  assert cut.cut_short and cut.labels.shape[0] == 2 and len(cut.metrics) == 2
+  np.testing.assert_array_equal(cut.epochs["train"], [1, 1])
+
+
 def test_runs_stop_once_labels_settle_and_keep_their_params():
   x, y = blobs()
   options = TrainOptions(runs=3, progress=False)

@@ -153,7 +153,7 @@ def test_summary_prints_the_resolved_budget(tmp_path):
   low, mean, high = budget["trained"]
   assert low <= mean <= high < 41
   text = (tmp_path / "run" / "summary.md").read_text()
-  assert "- train: 41 epochs x 9 steps of 16 = 369 steps; runs stopped early" in text
+  assert "- train: 41 epochs x 9 steps of 16 = 369 steps; runs trained" in text
   saved = json.loads((tmp_path / "run" / "config.json").read_text())
   assert saved["budget"][0]["steps"] == 369
 

@@ -39,6 +39,9 @@ from deepclust_jax.engine.steps import (contingency, criteria_in_chunks, epoch_b
 from deepclust_jax.errors import ConfigError, InputError, NonFiniteError
 from deepclust_jax.validation import check_data
 
+# The clock of TrainOptions.time_limit (a name of its own, so tests can move it).
+clock = time.monotonic
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainOptions:
@@ -62,6 +65,11 @@ class TrainOptions:
       of the runs on a replicated copy of the data; on a CPU host, one CPU
       device per core puts every core to work on many seeds).
     progress: show a progress bar with ETA.
+    time_limit: wall seconds for this call of ``train``: at the first epoch
+      end past it, training checkpoints and stops, and the runs are scored as
+      they are (``TrainResult.cut_short``; chunks not yet started are left
+      out). ``resume`` continues such a run without losing an epoch. ``None``
+      trains every epoch.
   """
 
   runs: int = 1
@@ -73,6 +81,7 @@ class TrainOptions:
   predict_chunk: int = 4096
   mesh: Mesh | None = None
   progress: bool = True
+  time_limit: float | None = None
 
 
 @dataclasses.dataclass
@@ -91,8 +100,10 @@ class TrainResult:
       among the runs that did not collapse (among all if every run did).
     seconds: wall seconds of each chunk's training, per run of the chunk.
     epochs: per phase name, the epochs each run trained, (runs,); fewer than
-      the phase's when it stopped early (``SGDPhase.stop_below``).
+      the phase's when it stopped early (``SGDPhase.stop_below``) or training
+      was cut short.
     history: one record per epoch (terms and metrics per run).
+    cut_short: ``TrainOptions.time_limit`` ended training before its last epoch.
   """
 
   params: Params
@@ -106,6 +117,7 @@ class TrainResult:
   seconds: np.ndarray
   epochs: dict[str, np.ndarray]
   history: list[dict[str, Any]]
+  cut_short: bool = False
 
 
 def runs_mesh(num_devices: int) -> Mesh:
@@ -422,13 +434,21 @@ def train(
                  "data_shape": {k: list(np.shape(v)) for k, v in data.items()}}
   bar = tqdm.tqdm(total=method.num_epochs * len(chunks), disable=not options.progress,
                   desc=method.name, unit="epoch", dynamic_ncols=True)
+  deadline = (clock() + options.time_limit
+              if options.time_limit is not None else None)
   parts = []
   try:
     for c, chunk in enumerate(chunks):
       parts.append(_train_chunk(compiled, data_dev, y_dev, chunk, c, options, run_dir,
-                                resume, {**fingerprint, "runs": chunk}, history, bar))
+                                resume, {**fingerprint, "runs": chunk}, history, bar,
+                                deadline))
+      if parts[-1][4]:
+        break
   finally:
     bar.close()
+  cut_short = parts[-1][4]
+  chunks = chunks[:len(parts)]
+  runs = [r for chunk in chunks for r in chunk]
   params, state = jax.tree.map(lambda *a: np.concatenate(a), *[p[0] for p in parts])
   gamma = np.concatenate([p[1] for p in parts])
   terms = {k: np.concatenate([p[2][k] for p in parts]) for k in parts[0][2]}
@@ -439,15 +459,18 @@ def train(
   selected = (select_run(terms[method.select_by], collapsed)
               if method.select_by else None)
   return TrainResult(params, state, gamma, labels, terms, scores, collapsed, selected,
-                     seconds, _epochs_per_run(history.records, len(runs)), history.records)
+                     seconds, _epochs_per_run(method, history.records, len(runs)),
+                     history.records, cut_short)
 
 
-def _epochs_per_run(records: Sequence[dict[str, Any]], runs: int) -> dict[str, np.ndarray]:
-  """Per phase, how many epochs each run trained (a stopped run is not counted)."""
-  epochs: dict[str, np.ndarray] = {}
+def _epochs_per_run(method: Method, records: Sequence[dict[str, Any]],
+                    runs: int) -> dict[str, np.ndarray]:
+  """Per phase, how many epochs each run trained (a stopped run is not counted,
+  a phase that training never reached has 0)."""
+  epochs = {phase.name: np.zeros(runs, np.int64) for phase in method.phases}
   for record in records:
-    count = epochs.setdefault(record["phase"], np.zeros(runs, np.int64))
-    count[record["runs"]] += record.get("active", True)
+    if max(record["runs"]) < runs:  # chunks left out after a cut are not reported
+      epochs[record["phase"]][record["runs"]] += record.get("active", True)
   return epochs
 
 
@@ -475,8 +498,10 @@ def select_run(criterion: np.ndarray, collapsed: Sequence[int]) -> int:
 def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
                  chunk: list[int], c: int, options: TrainOptions,
                  run_dir: pathlib.Path | None, resume: bool,
-                 fingerprint: dict[str, Any], history: _History, bar: tqdm.tqdm):
-  """Trains one chunk of runs; returns ((params, state), gamma, terms, seconds)."""
+                 fingerprint: dict[str, Any], history: _History, bar: tqdm.tqdm,
+                 deadline: float | None = None):
+  """Trains one chunk of runs until it ends or ``deadline`` (``time.monotonic``)
+  passes (``clock``); returns ((params, state), gamma, terms, seconds, cut_short)."""
   method = compiled.method
   keys = run_keys(options.seed, chunk)
   order_key = jax.random.key(options.seed)
@@ -504,7 +529,10 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
   logged = [r for r in history.records if r["chunk"] == c]
   last_terms = {k: np.asarray(v) for k, v in logged[-1]["terms"].items()} if logged else {}
   tic = time.perf_counter()
+  cut_short = False
   for p in range(start_phase, len(method.phases)):
+    if cut_short:
+      break
     phase = method.phases[p]
     first = start_epoch if p == start_phase else 0
     if isinstance(phase, SGDPhase) and not (p == start_phase and opt_states is not None):
@@ -553,13 +581,18 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
       history.append(record)
       bar.update(1)
       bar.set_postfix(phase=phase.name, loss=f"{np.mean(terms.get('loss', np.nan)):.4g}")
-      if ckpt is not None and (done % options.checkpoint_every == 0 or phase_end):
+      cut_short = (deadline is not None and clock() > deadline
+                   and not (phase_end and p + 1 == len(method.phases)))
+      if ckpt is not None and (done % options.checkpoint_every == 0 or phase_end
+                               or cut_short):
         position = ({"phase": p + 1, "epoch": 0} if phase_end
                     else {"phase": p, "epoch": e + 1})
         saved = {"params": params, "state": state,
                  "opt_states": opt_states if not phase_end else None}
         ckpt.save(done, saved, {**position, "done": done})
         last_good = str(ckpt.directory / str(done))
+      if cut_short:
+        break
     opt_states = None
   gamma = compiled.predict(params, state, data["x"])
   if compiled.criteria is not None:
@@ -568,7 +601,8 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
   seconds = time.perf_counter() - tic
   if ckpt is not None:
     ckpt.close()
-  return jax.device_get((params, state)), np.asarray(gamma), last_terms, seconds
+  return (jax.device_get((params, state)), np.asarray(gamma), last_terms, seconds,
+          cut_short)
 
 
 def _active_after(records: Sequence[dict[str, Any]], phase: SGDPhase,
