@@ -64,9 +64,11 @@ def test_every_switch_builds_and_traces(switch):
   x = jax.ShapeDtypeStruct((N, 64), jnp.float32)
   check_phases(method, {"x": x}, jax.random.key(0))
   params, state = jax.eval_shape(method.init, jax.random.key(0), {"x": x})
-  gamma = jax.eval_shape(method.predict, params, state, jax.ShapeDtypeStruct((5, 64),
-                                                                              jnp.float32))
+  rows = jax.ShapeDtypeStruct((5, 64), jnp.float32)
+  gamma = jax.eval_shape(method.predict, params, state, rows)
   assert gamma.shape == (5, K)
+  # The selection criterion decodes codes, never reshaped as images (conv).
+  assert jax.eval_shape(method.criteria, params, state, rows, gamma)["objective"].shape == (5,)
   var_shape = (K, 4) if switch.get("covariance", "diag") == "diag" else (K,)
   assert params["mixture"]["log_var"].shape == var_shape
 

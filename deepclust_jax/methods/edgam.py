@@ -180,16 +180,17 @@ def build(config: EDGaMConfig, shape: tuple[int, ...]) -> Method:
     to_input = lambda x: x  # noqa: E731
   num_clusters = config.num_clusters
 
-  def apply(params, state, x, fn, key=None):
-    """``fn(module, x)`` on the auto-encoder: training mode with a key, else evaluation.
+  def apply(params, state, inputs, fn, key=None):
+    """``fn(module, inputs)`` on the auto-encoder (images as ``to_input`` shapes
+    them, or codes for the decoder): training mode with a key, else evaluation.
 
     Returns the output and the new state (BatchNorm's running statistics move
     only in training).
     """
     variables = {"params": params["autoencoder"], **state}
     if key is None:
-      return model.apply(variables, to_input(x), False, method=fn), state
-    out, updated = model.apply(variables, to_input(x), True, method=fn,
+      return model.apply(variables, inputs, False, method=fn), state
+    out, updated = model.apply(variables, inputs, True, method=fn,
                                mutable=["batch_stats"], rngs={"dropout": key})
     return out, {**state, **updated}
 
@@ -216,7 +217,7 @@ def build(config: EDGaMConfig, shape: tuple[int, ...]) -> Method:
     return params, variables  # the state: {} or the conv model's {"batch_stats": ...}
 
   def encode(params, state, x):
-    return apply(params, state, x, lambda m, x, train: m.encode(x, train))[0]
+    return apply(params, state, to_input(x), lambda m, x, train: m.encode(x, train))[0]
 
   def predict(params, state, x):
     layer = mixture(params)
@@ -224,7 +225,7 @@ def build(config: EDGaMConfig, shape: tuple[int, ...]) -> Method:
 
   def pretrain_loss(params, state, batch, key):
     x = batch["x"]
-    x_rec, state = apply(params, state, x, lambda m, x, train: m(x, train)[1], key)
+    x_rec, state = apply(params, state, to_input(x), lambda m, x, train: m(x, train)[1], key)
     loss = reconstruction(x, x_rec)
     return loss, ({"reconstruction": loss}, state)
 
@@ -238,7 +239,7 @@ def build(config: EDGaMConfig, shape: tuple[int, ...]) -> Method:
     x = batch["x"]
     layer = mixture(params)
     (em, x_rec), state = apply(
-        params, state, x, lambda m, x, train: streamlined(m, x, train, layer), key)
+        params, state, to_input(x), lambda m, x, train: streamlined(m, x, train, layer), key)
     loss, terms = edgam.edgam_loss(x, x_rec.reshape(x.shape), em, eta1=config.eta1,
                                    eta2=config.eta2, eta3=config.eta3,
                                    reconstruction=config.reconstruction)

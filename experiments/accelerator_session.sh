@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The experiment rows that need an accelerator, side by side on one GPU.
+#
+# Each job below is one `experiments/reproduce.py` command (the rows' own
+# commands, as recorded in their results files) run with `--time-limit`: a row
+# that does not finish in time stops at an epoch end, checkpointed, and is
+# recorded with the epochs each phase trained; the same command run again
+# resumes it. The jobs run as concurrent processes on the one GPU (under CUDA
+# MPS where the machine allows it, so that their small kernels overlap).
+#
+# Usage, from the project root:
+#   bash experiments/accelerator_session.sh smoke|main DATA_DIR OUT_DIR [LIMIT_S]
+#
+# smoke: every workload for two epochs (run directories under runs/smoke/,
+#   nothing recorded in experiments/results/), printing seconds per epoch.
+# main: the rows, each process given LIMIT_S seconds (default 420) split over
+#   its rows; experiments/results/ and the run directories' logs are packed
+#   into OUT_DIR/results.tgz.
+#
+# Used on 2026-12-04 on one NVIDIA H200 (jax 0.11.2, CUDA 13) lent for 15 minutes;
+# experiments/results/{nmm_em,vade_dgg,edgam}.md report what it gave.
+set -u
+mode=$1 data=$2 out=$3 limit=${4:-420}
+mkdir -p "$out/logs"
+export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 \
+  JAX_COMPILATION_CACHE_DIR=/tmp/jax_cache
+
+# MPS lets kernels of different processes run at once; without it they take turns.
+if command -v nvidia-cuda-mps-control >/dev/null \
+    && nvidia-cuda-mps-control -d 2>"$out/logs/mps.log"; then
+  if python3 -c "import jax, jax.numpy as jnp; print(jnp.ones(3).sum(), jax.devices())" \
+      >>"$out/logs/mps.log" 2>&1; then
+    echo "MPS on"
+  else
+    echo quit | nvidia-cuda-mps-control; echo "MPS refused by JAX: off"
+  fi
+else
+  echo "MPS not available"
+fi
+
+job() {  # job NAME SECONDS COMMAND...: COMMAND in the background, killed past SECONDS + 90
+  local name=$1 seconds=$2; shift 2
+  ( timeout -s INT $((seconds + 90)) "$@" >"$out/logs/$name.log" 2>&1
+    echo "$name exit $? after $SECONDS s" >>"$out/logs/exits.log" ) &
+}
+
+repro() {  # repro NAME ROWS SECONDS CONFIG ARGS...: reproduce.py over ROWS rows, SECONDS in all
+  local name=$1 rows=$2 seconds=$3 config=$4; shift 4
+  job "$name" "$seconds" python3 experiments/reproduce.py "experiments/configs/$config.py" \
+    --data-dir "$data" --quiet --time-limit $((seconds / rows)) "$@"
+}
+
+fit() {  # fit NAME METHOD DATASET ARGS...: a two-epoch smoke run of one workload
+  local name=$1 method=$2 dataset=$3; shift 3
+  job "$name" 120 python3 -m deepclust_jax.cli fit "$method" --dataset "$dataset" \
+    --data-dir "$data" --out "runs/smoke/$name" --eval-every 1 --quiet --time-limit 60 "$@"
+}
+
+case $mode in
+smoke)
+  fit nmm_twofold_mnist nmm_em mnist --epochs 2
+  fit nmm_em_fmnist nmm_em fashion_mnist --epochs 2 --set consistency=false
+  fit nmm_twofold_usps nmm_em usps --epochs 2
+  fit vade_mnist vade mnist --epochs 2 --set pretrain_epochs=1 --set gamma_epochs=1
+  fit dgg20_mnist dgg mnist --epochs 2 --set num_neighbours=20 --set pretrain_epochs=1 \
+    --set gamma_epochs=1 --set siamese_epochs=1
+  fit edgam_mnist edgam mnist --runs 10 --epochs 2 --set pretrain_epochs=1
+  fit edgam_fmnist edgam fashion_mnist --runs 10 --epochs 2 --set pretrain_epochs=1
+  fit aecm_mnist aecm mnist --runs 10 --init p --epochs 2 --set pretrain_epochs=1 \
+    --set cm_epochs=0
+  ;;
+main)
+  repro nmm_twofold_mnist 1 "$limit" nmm_em --rows "NMM-EM two-fold mnist" --runs 1
+  repro nmm_em_mnist 1 "$limit" nmm_em --rows "NMM-EM em mnist" --runs 1
+  for variant in em two-fold; do
+    repro "nmm_${variant}_usps" 1 "$limit" nmm_em --rows "NMM-EM $variant usps" \
+      --runs 3 --epochs 50
+    repro "nmm_${variant}_fmnist" 1 "$limit" nmm_em --rows "NMM-EM $variant fashion_mnist" \
+      --runs 1 --epochs 50
+  done
+  # The full protocol for VaDE and DGG N_s=1; the other N_s on a shortened one.
+  repro vade_mnist 1 "$limit" vade_dgg --rows "VaDE mnist"
+  repro dgg1_mnist 1 "$limit" vade_dgg --rows "DGG N_s=1 mnist"
+  for ns in 3 10 20; do
+    repro "dgg${ns}_mnist" 1 "$limit" vade_dgg --rows "DGG N_s=$ns mnist" --epochs 50 \
+      --set pretrain_epochs=20 --set siamese_epochs=20 --set gamma_epochs=5
+  done
+  repro vade_dgg_small 4 "$limit" vade_dgg --rows usps pendigits
+  for ds in mnist fashion_mnist; do
+    repro "edgam_$ds" 3 "$limit" edgam --rows "EDGaM $ds full 50+100" \
+      "AE-CM^p $ds full 50+100" "AE+k-means $ds full 50+100"
+  done
+  repro edgam_usps 14 "$limit" edgam --rows "usps full" ablation
+  ;;
+esac
+wait
+echo quit | nvidia-cuda-mps-control 2>/dev/null
+
+# Seconds per epoch and the last scores of every run directory, for the log.
+python3 - <<'EOF'
+import json, pathlib
+for h in sorted(pathlib.Path("runs").glob("**/history.jsonl")):
+  rows = [json.loads(l) for l in h.read_text().splitlines() if l.strip()]
+  phases = {}
+  for r in rows:
+    phases.setdefault(r["phase"], []).append(r)
+  parts = []
+  for name, rs in phases.items():
+    t = [r["seconds"] for r in rs]
+    per = (t[-1] - t[0]) / (len(t) - 1) if len(t) > 1 else float("nan")
+    parts.append(f"{name} {len(rs)} ep {per:.2f} s/ep")
+  scored = [r for r in rows if "metrics" in r]
+  acc = scored[-1]["metrics"]["acc"] if scored else []
+  print(h.parent, "|", "; ".join(parts), "| acc", [round(a, 3) for a in acc][:10])
+EOF
+tar czf "$out/results.tgz" experiments/results \
+  $(find runs -name history.jsonl -o -name summary.md -o -name config.json \
+      -o -name metrics.jsonl | sort) 2>/dev/null
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv >"$out/logs/gpu.txt" 2>&1
+(cd "$out" && tar czf logs.tgz logs)
