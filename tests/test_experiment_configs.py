@@ -1,0 +1,42 @@
+"""Every row of every experiment config resolves and builds, so a long run never
+fails at its start on an accelerator for a typo in a config."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+from deepclust_jax import data, methods
+
+CONFIGS = sorted((pathlib.Path(__file__).parent.parent / "experiments" / "configs").glob("*.py"))
+
+
+def load(path: pathlib.Path) -> dict:
+  spec = importlib.util.spec_from_file_location(path.stem, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_rows_resolve_and_build(path):
+  config = load(path)
+  labels = [row["label"] for row in config["rows"]]
+  assert len(labels) == len(set(labels)), "row labels must be unique (records key on them)"
+  # The module docstring names the command that runs it.
+  assert f"experiments/configs/{path.name}" in (
+      importlib.util.spec_from_file_location(path.stem, path).loader.get_source(path.stem))
+  for row in config["rows"]:
+    if isinstance(row["dataset"], str) and row["dataset"] in data.names():
+      spec = data.get(row["dataset"])
+      shape = spec.image_shape or ((spec.num_features,) if spec.num_features else None)
+      num_classes = spec.num_classes
+    else:  # a dataset the config builds itself (toy sets)
+      shape, num_classes = None, row.get("num_classes", 3)
+    overrides = {**row.get("overrides", {})}
+    if config.get("epochs") is not None:
+      overrides.setdefault("epochs", config["epochs"])
+    resolved = methods.resolve(row["method"], dataset=row["dataset"] if shape else None,
+                               num_classes=num_classes, overrides=overrides)
+    if shape is not None:
+      methods.get(row["method"]).build(resolved, shape)
