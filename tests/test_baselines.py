@@ -116,8 +116,10 @@ def test_vmap_over_keys_equals_separate_calls():
   Not to the bit: vmapping changes the summation order, and where two
   k-means++ seedings tie to rounding, one CPU (an AMD Zen 4, say) keeps
   another restart than the next, returning the same centroids in another
-  order. So: centroids up to a permutation, the same partition (ARI 1), the
-  same objective.
+  order; and a point equidistant to two centroids to rounding may end in
+  either (on an AMD EPYC: one point of 1,000, centroids 0.005 apart, the same
+  inertia). So: the same objective, the same partition but for such points
+  (ARI >= 0.99), centroids up to a permutation and those points' pull.
   """
   x, _, K = dataset("blobs2d")
   keys = jax.random.split(jax.random.key(7), 4)
@@ -129,11 +131,11 @@ def test_vmap_over_keys_equals_separate_calls():
     batched = jax.vmap(fit)(keys)
     for r, key in enumerate(keys):
       separate = fit(key)
-      np.testing.assert_allclose(_sorted_rows(batched.mu[r]), _sorted_rows(separate.mu),
-                                 rtol=1e-4, atol=1e-4, err_msg=name)
       np.testing.assert_allclose(getattr(batched, objective)[r], getattr(separate, objective),
                                  rtol=1e-5, err_msg=name)
-      assert ari(np.asarray(separate.labels), np.asarray(batched.labels[r])) == 1.0, name
+      assert ari(np.asarray(separate.labels), np.asarray(batched.labels[r])) >= 0.99, name
+      np.testing.assert_allclose(_sorted_rows(batched.mu[r]), _sorted_rows(separate.mu),
+                                 atol=2e-2, err_msg=name)
 
 
 def test_jit_with_traced_data_matches_eager():
