@@ -158,7 +158,7 @@ def with_trained(plan: Sequence[Mapping[str, Any]],
   """``engine.budget``'s plan with the epochs the runs trained, where they stopped early."""
   out = []
   for phase in plan:
-    trained = np.asarray(epochs.get(phase["phase"], [phase["epochs"]]))
+    trained = np.asarray(epochs[phase["phase"]])
     extra = ({"trained": [int(trained.min()), float(trained.mean()), int(trained.max())]}
              if (trained < phase["epochs"]).any() else {})
     out.append({**phase, **extra})

@@ -86,12 +86,11 @@ def locked(name: str):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def record_row(name: str, record: dict) -> list[dict]:
-  """Replaces the row's old record on disk by ``record``; returns all records."""
+def record_row(name: str, record: dict) -> None:
+  """Replaces the row's old record on disk by ``record``."""
   with locked(name):
-    records = [r for r in read_records(name) if r["label"] != record["label"]] + [record]
-    write_records(name, records)
-  return records
+    write_records(name, [r for r in read_records(name) if r["label"] != record["label"]]
+                  + [record])
 
 
 def _cell(mean: float | None, std: float | None) -> str:
@@ -270,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                                for b in report.summary["budget"]}
       print(pipeline.format_summary(report.summary, row["label"]), flush=True)
     record["seconds"] = (datetime.datetime.now() - start).total_seconds()
-    records = record_row(name, record)
+    record_row(name, record)
   with locked(name):
     (RESULTS / f"{name}.md").write_text(to_markdown(config, read_records(name)))
     write_report()

@@ -117,7 +117,7 @@ def test_vmap_over_keys_equals_separate_calls():
   k-means++ seedings tie to rounding, one CPU (an AMD Zen 4, say) keeps
   another restart than the next, returning the same centroids in another
   order; and a point equidistant to two centroids to rounding may end in
-  either (on an AMD EPYC: one point of 1,000, centroids 0.005 apart, the same
+  either (on an AMD EPYC: one point of 1,500, centroids 0.005 apart, the same
   inertia). So: the same objective, the same partition but for such points
   (ARI >= 0.99), centroids up to a permutation and those points' pull.
   """

@@ -499,9 +499,9 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
                  chunk: list[int], c: int, options: TrainOptions,
                  run_dir: pathlib.Path | None, resume: bool,
                  fingerprint: dict[str, Any], history: _History, bar: tqdm.tqdm,
-                 deadline: float | None = None):
-  """Trains one chunk of runs until it ends or ``deadline`` (``time.monotonic``)
-  passes (``clock``); returns ((params, state), gamma, terms, seconds, cut_short)."""
+                 deadline: float | None):
+  """Trains one chunk of runs until it ends or ``clock()`` passes ``deadline``;
+  returns ((params, state), gamma, terms, seconds, cut_short)."""
   method = compiled.method
   keys = run_keys(options.seed, chunk)
   order_key = jax.random.key(options.seed)
