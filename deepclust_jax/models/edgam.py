@@ -24,6 +24,7 @@ import jax
 
 from deepclust_jax.models.autoencoder import MLP
 from deepclust_jax.models.cm import glorot, glorot_normal_bias
+from deepclust_jax.models.conv import conv_general_dilated
 
 # (features, stride) of the encoder's 3x3 convolutions, padding 1 (Table 1).
 _ENCODER_CONVS = ((16, 1), (32, 2), (32, 1), (16, 2))
@@ -156,27 +157,30 @@ class EDGaMConvAutoencoder(nn.Module):
     def dense(width):
       return nn.Dense(width, kernel_init=glorot, bias_init=glorot_normal_bias)
 
-    self.convs = [nn.Conv(features, (3, 3), strides=stride, padding=1, kernel_init=glorot,
-                          bias_init=glorot_normal_bias)
-                  for features, stride in _ENCODER_CONVS]
+    def conv(features, stride=1, padding=((1, 1), (1, 1)), input_stride=1):
+      # A transposed convolution of stride s is a convolution of the input
+      # dilated by s (``input_dilation``): the same kernel shape and function,
+      # and one convolution routine for both (``models.conv``).
+      return nn.Conv(features, (3, 3), strides=stride, padding=padding,
+                     input_dilation=input_stride, kernel_init=glorot,
+                     bias_init=glorot_normal_bias, conv_general_dilated=conv_general_dilated)
+
+    self.convs = [conv(features, stride) for features, stride in _ENCODER_CONVS]
     self.encoder_norms = [norm() for _ in _ENCODER_CONVS]
     self.encoder_hidden, self.encoder_out = dense(256), dense(self.latent)
     self.decoder_hidden = dense(256)
     self.decoder_inner = dense(self.inner_shape[0] * self.inner_shape[1] * self.inner_shape[2])
 
-    # A PyTorch ConvTranspose2d(kernel k, padding p, output_padding q) is a Flax
-    # ConvTranspose with explicit padding (k - 1 - p, k - 1 - p + q) per side.
+    # A PyTorch ConvTranspose2d(kernel k, padding p, output_padding q) is a
+    # convolution of the stride-dilated input with padding (k - 1 - p, k - 1 - p + q).
     paddings = iter(zip(*(padding for _, padding in plans)))  # per stride-2 layer: (q_H, q_W)
     deconvs = []
     for features, stride in _DECODER_DECONVS:
       extra = next(paddings) if stride == 2 else (0, 0)
-      deconvs.append(nn.ConvTranspose(features, (3, 3), strides=(stride, stride),
-                                      padding=[(1, 1 + q) for q in extra],
-                                      kernel_init=glorot, bias_init=glorot_normal_bias))
+      deconvs.append(conv(features, padding=[(1, 1 + q) for q in extra], input_stride=stride))
     self.deconvs = deconvs
     self.decoder_norms = [norm() for _ in _DECODER_DECONVS]
-    self.decoder_out = nn.ConvTranspose(channels, (3, 3), padding=[(2, 2), (2, 2)],
-                                        kernel_init=glorot, bias_init=glorot_normal_bias)
+    self.decoder_out = conv(channels, padding=((2, 2), (2, 2)))
 
   def encode(self, x: jax.Array, train: bool = False) -> jax.Array:
     for conv, batch_norm in zip(self.convs, self.encoder_norms):

@@ -21,20 +21,18 @@ so by default there is none: a sample's scores do not depend on the rest of its
 batch. ``batch_norm=True`` adds it after every hidden layer, as in the networks
 of IIC (Ji et al. 2019), whose grayscale-plus-Sobel input the paper adopts.
 
-On CPU the convolutions are written as nine shifted matrix products
-(:class:`Conv3x3`): XLA:CPU runs the gradient of ``lax.conv`` inside a
-``while`` loop, as in the engine's scanned epoch, far slower than outside one
-(jax issue 12868; jax 0.10, a C32 M C64 M F128 CNN, batch 256, 2 loaded cores:
-12-20 s per scanned step against 0.5-2 s for the same step jitted alone),
-whereas the shifted products took about 2 s per scanned step. The parameters
-and the function are the same either way.
+On CPU the convolutions run as shifted matrix products
+(:func:`deepclust_jax.models.conv.conv_general_dilated`), which XLA:CPU runs
+far faster inside the engine's scanned epoch; the parameters and the function
+are those of ``nn.Conv`` either way.
 """
 
 from __future__ import annotations
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
+
+from deepclust_jax.models.conv import conv_general_dilated
 
 # Table 2 without the final F(K); "mlp" is section 8.1's 2-32-32-10 perceptron.
 ARCHITECTURES = {
@@ -71,41 +69,6 @@ def parse_architecture(architecture: str) -> tuple[tuple[str, int], ...]:
     if kind in "CM" and any(k == "F" for k, _ in layers[:-1]):
       raise ValueError(f"{token!r} after a fully connected layer in {architecture!r}")
   return tuple(layers)
-
-
-class Conv3x3(nn.Module):
-  """A 3x3 'SAME' convolution, stride 1, with bias; ``nn.Conv``'s parameters and values.
-
-  Off CPU it is ``lax.conv``; on CPU the sum over the nine taps of shifted
-  input windows times the tap's (C_in, C_out) kernel slice (see the module
-  docstring for why).
-
-  Example:
-    >>> x = jax.random.normal(jax.random.key(0), (2, 5, 5, 3))
-    >>> params = Conv3x3(4).init(jax.random.key(1), x)
-    >>> ref = nn.Conv(4, (3, 3), padding="SAME").apply(params, x)
-    >>> [bool(jnp.allclose(Conv3x3(4, shifted=s).apply(params, x), ref, atol=1e-5))
-    ...  for s in (True, False)]
-    [True, True]
-  """
-
-  features: int
-  shifted: bool | None = None  # None: on CPU only
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    # nn.Conv's parameter names, shapes and initialisers.
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (3, 3, x.shape[-1], self.features), x.dtype)
-    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), x.dtype)
-    shifted = jax.default_backend() == "cpu" if self.shifted is None else self.shifted
-    if not shifted:
-      return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
-                                          dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
-    h, w = x.shape[-3:-1]
-    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    out = sum(padded[:, i:i + h, j:j + w] @ kernel[i, j] for i in range(3) for j in range(3))
-    return out + bias
 
 
 class RelevanceNet(nn.Module):
@@ -149,7 +112,8 @@ class RelevanceNet(nn.Module):
     convs = 0
     for kind, width in parse_architecture(self.architecture):
       if kind == "C":
-        x = act(Conv3x3(width, name=f"Conv_{convs}")(x))
+        x = act(nn.Conv(width, (3, 3), padding="SAME", name=f"Conv_{convs}",
+                        conv_general_dilated=conv_general_dilated)(x))
         convs += 1
       elif kind == "M":
         x = nn.max_pool(x, (2, 2), strides=(2, 2))

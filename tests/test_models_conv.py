@@ -1,0 +1,98 @@
+"""Shifted-matmul convolutions: the same function and gradient as lax's, on every layer we use."""
+
+from __future__ import annotations
+
+import doctest
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from deepclust_jax.models import conv
+from deepclust_jax.models.conv import shifted_conv
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+# (input side, kernel, window strides, padding, input dilation): the layers of
+# NMM-EM's CNNs ('SAME') and EDGaM's auto-encoder (stride-2 convolutions,
+# transposed ones as dilated inputs with asymmetric padding), plus odd sides.
+CASES = [
+    (8, 3, (1, 1), "SAME", (1, 1)),
+    (7, 3, (1, 1), "VALID", (1, 1)),
+    (28, 3, (2, 2), [(1, 1), (1, 1)], (1, 1)),
+    (7, 3, (1, 1), [(1, 1), (1, 1)], (2, 2)),
+    (14, 3, (1, 1), [(1, 2), (1, 2)], (2, 2)),
+    (27, 3, (1, 1), [(2, 2), (2, 2)], (1, 1)),
+    (9, 3, (2, 1), [(0, 1), (1, 0)], (1, 2)),
+    (6, 2, (2, 2), "SAME", (1, 1)),
+]
+
+
+@pytest.mark.parametrize("side,k,strides,padding,dilation", CASES)
+def test_shifted_conv_equals_lax_with_its_gradients(side, k, strides, padding, dilation):
+  x = jax.random.normal(jax.random.key(0), (2, side, side + 1, 3))
+  w = jax.random.normal(jax.random.key(1), (k, k, 3, 4))
+
+  def run(fn):
+    def f(x, w):
+      return fn(x, w, strides, padding, lhs_dilation=dilation, dimension_numbers=NHWC)
+    out, vjp = jax.vjp(f, x, w)
+    cotangent = jax.random.normal(jax.random.key(2), out.shape)
+    return out, *vjp(cotangent)
+
+  for ours, ref in zip(run(shifted_conv), run(lax.conv_general_dilated)):
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_module_with_input_dilation_is_flax_conv_transpose():
+  # EDGaM's decoder relies on this: same kernel shape, same function.
+  x = jax.random.normal(jax.random.key(0), (2, 7, 7, 16))
+  padding = [(1, 2), (1, 2)]
+  transpose = nn.ConvTranspose(32, (3, 3), strides=(2, 2), padding=padding)
+  dilated = nn.Conv(32, (3, 3), padding=padding, input_dilation=2,
+                    conv_general_dilated=conv.conv_general_dilated)
+  variables = transpose.init(jax.random.key(1), x)
+  np.testing.assert_allclose(dilated.apply(variables, x), transpose.apply(variables, x),
+                             rtol=1e-5, atol=1e-5)
+  assert dilated.apply(variables, x).shape == (2, 14, 14, 32)
+
+
+def test_shifted_conv_in_a_scan_has_the_jitted_gradient():
+  # The reason it exists: inside lax.scan (the engine's epoch) it must give the same steps.
+  xs = jax.random.normal(jax.random.key(0), (3, 2, 6, 6, 2))
+  w0 = jax.random.normal(jax.random.key(1), (3, 3, 2, 2)) * 0.3
+
+  def step(fn):
+    def body(w, x):
+      g = jax.grad(lambda w: jnp.sum(jnp.tanh(fn(x, w, (1, 1), "SAME",
+                                                 dimension_numbers=NHWC)) ** 2))(w)
+      return w - 0.1 * g, None
+    return jax.jit(lambda w: lax.scan(body, w, xs)[0])
+
+  np.testing.assert_allclose(step(shifted_conv)(w0), step(lax.conv_general_dilated)(w0),
+                             rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"feature_group_count": 2}, "feature groups"),
+    ({"rhs_dilation": (2, 2)}, "kernel dilation"),
+    ({"dimension_numbers": ("NCHW", "OIHW", "NCHW")}, "NHWC"),
+])
+def test_unsupported_arguments_are_named(kwargs, match):
+  x, w = jnp.ones((1, 4, 4, 2)), jnp.ones((3, 3, 2, 2))
+  with pytest.raises(ValueError, match=match):
+    shifted_conv(x, w, (1, 1), "SAME", **kwargs)
+
+
+def test_rejects_a_kernel_larger_than_the_input():
+  with pytest.raises(ValueError, match="does not fit"):
+    shifted_conv(jnp.ones((1, 2, 2, 1)), jnp.ones((3, 3, 1, 1)), (1, 1), "VALID")
+
+
+def test_docstring_examples():
+  result = doctest.testmod(conv, optionflags=doctest.NORMALIZE_WHITESPACE)
+  assert result.attempted > 0 and result.failed == 0
