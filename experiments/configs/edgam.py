@@ -15,7 +15,10 @@ over the data:
   partition, see ``deepclust_jax.methods.edgam``).
 
 Budgets (ours): "full" P = 50, J = 100 (MNIST, Fashion-MNIST, USPS); "cpu"
-P = J = 15 (USPS on 2 CPU cores); the ablation, USPS, P = J = 10, one switch
+P = J = 15 (USPS on 2 CPU cores); "short" P = J = 10 (all three data sets, the
+budget at which 2 CPU cores give USPS 10 runs per row and MNIST a few; the
+ablation's budget, so its defaults row is the USPS EDGaM row again); the
+ablation, USPS, P = J = 10, one switch
 changed per row from the design note's defaults (reweighting on, correction
 stopgrad, T = 3, skip connection on, diagonal covariance; and ours: learned
 mixing weights, input dropout 0.25), then the digits preset's combination.
@@ -23,10 +26,14 @@ mixing weights, input dropout 0.25), then the digits preset's combination.
 Commands:
   python experiments/reproduce.py experiments/configs/edgam.py --rows full
   python experiments/reproduce.py experiments/configs/edgam.py --rows "usps cpu" --runs 2
+  python experiments/reproduce.py experiments/configs/edgam.py --rows "usps short"
+  python experiments/reproduce.py experiments/configs/edgam.py --runs 2 \
+      --rows "EDGaM mnist short" "AE-CM^p mnist short" "AE+k-means mnist short"
+  python experiments/reproduce.py experiments/configs/edgam.py --rows "fashion_mnist short" --runs 1
   python experiments/reproduce.py experiments/configs/edgam.py --rows ablation --runs 1
 """
 
-BUDGETS = {"full": (50, 100), "cpu": (15, 15), "ablation": (10, 10)}
+BUDGETS = {"full": (50, 100), "cpu": (15, 15), "short": (10, 10), "ablation": (10, 10)}
 
 # One switch per row, from the design note's defaults, most telling first (a
 # CPU budget runs the head of the list), then the digits preset's combination.
@@ -70,5 +77,8 @@ def get_config() -> dict:
       "eval_every": 5,
       "rows": ([row for dataset in ("mnist", "fashion_mnist", "usps")
                 for row in rows_for(dataset, "full")]
-               + rows_for("usps", "cpu") + ablation_rows()),
+               + rows_for("usps", "cpu")
+               + [row for dataset in ("usps", "mnist", "fashion_mnist")
+                  for row in rows_for(dataset, "short")]
+               + ablation_rows()),
   }
