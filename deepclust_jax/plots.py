@@ -37,7 +37,8 @@ from deepclust_jax import data as data_lib  # noqa: E402
 from deepclust_jax import metrics, pipeline  # noqa: E402
 from deepclust_jax.errors import DeepclustError  # noqa: E402
 
-SCORE_NAMES = {"acc": "ACC", "nmi": "NMI", "ari": "ARI"}
+SCORE_NAMES = {"acc": "ACC", "nmi": "NMI", "ari": "ARI", "kmeans_acc": "k-means ACC (codes)",
+               "kmeans_nmi": "k-means NMI (codes)", "kmeans_ari": "k-means ARI (codes)"}
 
 
 def _per_phase(history: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 
 import jax
@@ -170,10 +171,23 @@ def test_tiny_fit_through_the_pipeline(tiny, tmp_path):
                                       "max_gamma", "beta1", "beta2", "objective"}
   joint = [r for r in report.result.history if r["phase"] == "joint"]
   assert joint and "acc" in joint[-1]["metrics"]  # ACC of argmax gamma, every epoch
+  # The appendix's third signal: k-means on the codes, scored on the same epochs.
+  run = int(report.result.selected)
+  codes = report.model.transform(tiny.x)
+  fit = baselines.kmeans(jax.random.key(0), codes, K, n_init=3)
+  expected = metrics.evaluate(tiny.y, np.asarray(fit.labels))
+  for name in ("acc", "nmi", "ari"):
+    assert joint[-1]["metrics"][f"kmeans_{name}"][run] == pytest.approx(expected[name],
+                                                                       abs=1e-6)
   assert report.model.transform(tiny.x[:5]).shape == (5, TINY["latent"])
   assert report.model.decoded_centroids().shape == (K, 64)
   loaded = pipeline.load(tmp_path / "run")
   np.testing.assert_array_equal(loaded.predict(tiny.x), report.model.predict(tiny.x))
+
+
+def test_score_codes_needs_an_encoder():
+  with pytest.raises(ValueError, match="score_codes=True needs an encode"):
+    dataclasses.replace(build(), encode=None)
 
 
 def test_docstring_examples():

@@ -32,6 +32,7 @@ import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from deepclust_jax import metrics
+from deepclust_jax.baselines.kmeans import kmeans
 from deepclust_jax.engine.checkpoint import Checkpointer, abstract
 from deepclust_jax.engine.method import Data, FitPhase, Method, Params, SGDPhase, State
 from deepclust_jax.engine.steps import (contingency, criteria_in_chunks, epoch_batches,
@@ -243,6 +244,12 @@ class Compiled:
         lambda params, state, x: jnp.argmax(predict(params, state, x), -1).astype(jnp.int32),
         in_axes=(0, 0, None)))
     num_clusters = method.num_clusters
+    self.code_labels = None
+    if method.score_codes:
+      def code_labels(params, state, x):
+        z = predict_in_chunks(method.encode, params, state, x, chunk)
+        return kmeans(jax.random.key(0), z, num_clusters, n_init=3).labels.astype(jnp.int32)
+      self.code_labels = jax.jit(jax.vmap(code_labels, in_axes=(0, 0, None)))
     self.score = jax.jit(jax.vmap(
         lambda labels, y: contingency(labels, y, num_clusters, num_classes),
         in_axes=(0, None)))
@@ -577,6 +584,10 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
         if now is None:
           now = compiled.labels(params, state, data["x"])
         scores = [metrics.from_contingency(t) for t in np.asarray(compiled.score(now, y))]
+        if compiled.code_labels is not None:
+          codes = compiled.code_labels(params, state, data["x"])
+          scores = [s | {f"kmeans_{k}": v for k, v in metrics.from_contingency(t).items()}
+                    for s, t in zip(scores, np.asarray(compiled.score(codes, y)))]
         record["metrics"] = {k: [s[k] for s in scores] for k in scores[0]}
       history.append(record)
       bar.update(1)

@@ -171,6 +171,10 @@ class Method:
     decoded_centroids: optional ``decoded_centroids(params, state) -> (K, D)``,
       the cluster centres mapped back to input space (AE-CM: the decoder
       applied to mu), drawn as images for image datasets.
+    score_codes: also score k-means (3 restarts, fixed key) on ``encode``'s
+      codes at every scoring epoch, as ``kmeans_acc``/``kmeans_nmi``/
+      ``kmeans_ari`` beside the method's own scores (EDGaM's third tuning
+      signal: does training keep the codes clusterable?). Needs ``encode``.
   """
 
   name: str
@@ -182,6 +186,11 @@ class Method:
   select_by: str | None = None
   encode: EncodeFn | None = None
   decoded_centroids: CentroidsFn | None = None
+  score_codes: bool = False
+
+  def __post_init__(self):
+    if self.score_codes and self.encode is None:
+      raise ValueError(f"method {self.name!r}: score_codes=True needs an encode function")
 
   @property
   def num_epochs(self) -> int:
