@@ -158,9 +158,7 @@ class EDGaMConvAutoencoder(nn.Module):
       return nn.Dense(width, kernel_init=glorot, bias_init=glorot_normal_bias)
 
     def conv(features, stride=1, padding=((1, 1), (1, 1)), input_stride=1):
-      # A transposed convolution of stride s is a convolution of the input
-      # dilated by s (``input_dilation``): the same kernel shape and function,
-      # and one convolution routine for both (``models.conv``).
+      # Transposed layers too (input_stride > 1, see below): one CPU-fast routine.
       return nn.Conv(features, (3, 3), strides=stride, padding=padding,
                      input_dilation=input_stride, kernel_init=glorot,
                      bias_init=glorot_normal_bias, conv_general_dilated=conv_general_dilated)
@@ -171,8 +169,8 @@ class EDGaMConvAutoencoder(nn.Module):
     self.decoder_hidden = dense(256)
     self.decoder_inner = dense(self.inner_shape[0] * self.inner_shape[1] * self.inner_shape[2])
 
-    # A PyTorch ConvTranspose2d(kernel k, padding p, output_padding q) is a
-    # convolution of the stride-dilated input with padding (k - 1 - p, k - 1 - p + q).
+    # A PyTorch ConvTranspose2d(kernel k, stride s, padding p, output_padding q)
+    # is a convolution of the input dilated by s with padding (k - 1 - p, k - 1 - p + q).
     paddings = iter(zip(*(padding for _, padding in plans)))  # per stride-2 layer: (q_H, q_W)
     deconvs = []
     for features, stride in _DECODER_DECONVS:
