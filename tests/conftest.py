@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import pytest
+from jax.test_util import check_grads
 
 
 @pytest.fixture
@@ -11,3 +12,13 @@ def x64():
   """float64 inside the test only; the context restores the previous mode."""
   with jax.enable_x64(True):
     yield
+
+
+@pytest.fixture
+def grads_match(x64):
+  """``grads_match(fn, args, modes=("fwd", "rev"))``: first derivatives of ``fn``
+  at ``args`` equal central finite differences, in float64, to 1e-6 (one tolerance
+  for every loss in the library)."""
+  def check(fn, args, modes=("fwd", "rev")):
+    check_grads(fn, tuple(args), order=1, modes=modes, atol=1e-6, rtol=1e-6)
+  return check
