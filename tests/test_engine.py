@@ -214,6 +214,14 @@ def test_fit_phase_then_sgd_phase():
   assert "moved" in result.history[0]["terms"]
 
 
+def test_progress_bar_shows_a_loss_only_for_phases_that_have_one(capsys):
+  x, y = blobs()
+  train(toy_method(epochs=1, fit_phase=True), x, y,
+        options=dataclasses.replace(QUIET, progress=True))
+  err = capsys.readouterr().err
+  assert "phase=recentre]" in err and "phase=train, loss=" in err and "nan" not in err
+
+
 def test_bad_input_is_reported_before_training():
   x, _ = blobs(n=20)
   with pytest.raises(InputError, match="NaN"):

@@ -591,7 +591,9 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
         record["metrics"] = {k: [s[k] for s in scores] for k in scores[0]}
       history.append(record)
       bar.update(1)
-      bar.set_postfix(phase=phase.name, loss=f"{np.mean(terms.get('loss', np.nan)):.4g}")
+      # Graph and initialisation phases have no loss to show.
+      bar.set_postfix({"phase": phase.name}
+                      | ({"loss": f"{np.mean(terms['loss']):.4g}"} if "loss" in terms else {}))
       cut_short = (deadline is not None and clock() > deadline
                    and not (phase_end and p + 1 == len(method.phases)))
       if ckpt is not None and (done % options.checkpoint_every == 0 or phase_end
