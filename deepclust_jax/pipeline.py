@@ -9,6 +9,9 @@ A run directory holds everything needed to inspect or resume a run:
 * ``summary.md``: mean and std over runs, and the selected run;
 * ``model.npz``: the selected run's params and state, for :func:`load` and
   ``deepclust predict``;
+* ``pretrained/run_R.npz``: methods with an autoencoder, each run's
+  autoencoder as pretraining left it (or as ``pretrained=`` gave it), which
+  ``fit(..., pretrained=RUN_DIR)`` starts other runs from;
 * ``checkpoints/``: orbax checkpoints for ``--resume``.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import json
 import math
 import pathlib
@@ -71,6 +75,7 @@ def fit(
     out: str | pathlib.Path | None = None,
     resume: bool = False,
     options: Mapping[str, Any] | None = None,
+    pretrained: str | pathlib.Path | None = None,
 ) -> FitReport:
   """Trains ``runs`` runs of ``method`` on ``dataset`` and summarises them.
 
@@ -85,6 +90,9 @@ def fit(
     resume: continue the run in ``out`` from its last checkpoint.
     options: extra :class:`~deepclust_jax.engine.TrainOptions` fields
       (chunk_runs, shared_order, checkpoint_every, eval_every, progress, mesh).
+    pretrained: a run directory of an autoencoder method on the same data
+      whose pretrained autoencoders (run r for run r) replace this method's
+      pretraining; refused unless its dataset, data and network agree.
 
   Example:
     >>> report = fit("kmeans", "iris", runs=2, options={"progress": False})
@@ -112,6 +120,14 @@ def fit(
       "options": {k: v for k, v in dataclasses.asdict(train_options).items()
                   if k not in ("mesh", "progress")},
   }
+  if model.autoencoder is not None:
+    resolved |= {"network": config.network(), "data_sha256": data_digest(ds.x)}
+  if pretrained is not None:
+    resolved["pretrained"] = _check_pretrained(pathlib.Path(pretrained), resolved, model)
+    n_pre = model.pretrain_phases
+    skipped = {phase.name for phase in model.phases[:n_pre]}
+    resolved["budget"] = [{**b, "from": str(pretrained)} if b["phase"] in skipped else b
+                          for b in resolved["budget"]]
   # As written to and read back from JSON (tuples become lists), so that a
   # resumed run compares equal to the saved config and checkpoint fingerprint.
   resolved = json.loads(json.dumps(resolved))
@@ -127,15 +143,54 @@ def fit(
     (run_dir / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
   result = train(model, ds.x, ds.y, options=train_options, run_dir=run_dir,
                  resume=resume, fingerprint={"config": resolved["config"],
-                                             "dataset": ds.name})
+                                             "dataset": ds.name},
+                 pretrained=pretrained)
   summary = summarize(result.metrics, result.selected, model.select_by, result.collapsed,
                       with_trained(resolved["budget"], result.epochs))
   if result.cut_short:
     summary["cut_short"] = True
+  if pretrained is not None:
+    summary["pretrained"] = resolved["pretrained"]
   trained = Model.from_result(method, config, ds.sample_shape, result)
   if run_dir is not None:
     _write_run_dir(run_dir, resolved, result, ds.y, summary, trained)
   return FitReport(method, ds.name, config, result, summary, run_dir, trained)
+
+
+def data_digest(x: np.ndarray) -> str:
+  """SHA-256 of the data as the method sees it (shape, dtype and values)."""
+  x = np.ascontiguousarray(x)
+  digest = hashlib.sha256(f"{x.shape}{x.dtype}".encode())
+  digest.update(memoryview(x).cast("B"))
+  return digest.hexdigest()
+
+
+def _check_pretrained(source: pathlib.Path, resolved: dict, model: Method) -> dict[str, Any]:
+  """What ``source`` pretrained, after checking it can start this run.
+
+  Raises:
+    InputError: one line naming what is missing or what differs.
+  """
+  if model.autoencoder is None:
+    raise InputError(f"--pretrained: method {resolved['method']!r} has no autoencoder "
+                     "to start from a pretrained one")
+  try:
+    saved = json.loads((source / "config.json").read_text())
+  except (OSError, ValueError) as e:
+    raise InputError(f"--pretrained {source}: not a readable run directory ({e})") from None
+  if "network" not in saved:
+    raise InputError(f"--pretrained {source}: that run trains no autoencoder to start from")
+  for key, what in (("dataset", "dataset"), ("data_sha256", "data (preprocessing)"),
+                    ("network", "network")):
+    if saved.get(key) != resolved[key]:
+      raise InputError(f"--pretrained {source}: its {what} differs from this run's "
+                       f"(it has {saved.get(key)}, this run {resolved[key]})")
+  if saved["runs"] < resolved["runs"]:
+    raise InputError(f"--pretrained {source}: it has {saved['runs']} run(s), this run "
+                     f"needs {resolved['runs']}")
+  config = saved["config"]
+  return {"run_dir": str(source), "method": saved["method"], "seed": saved["seed"],
+          "recipe": config.get("recipe"), "pretrain_epochs": config.get("pretrain_epochs")}
 
 
 def _check_resumable(run_dir: pathlib.Path, resolved: dict, resume: bool) -> None:
@@ -146,7 +201,7 @@ def _check_resumable(run_dir: pathlib.Path, resolved: dict, resume: bool) -> Non
     raise InputError(f"{run_dir} already holds a run; pass --resume to continue it "
                      "or choose another --out directory")
   saved = json.loads(config_path.read_text())
-  keys = ("method", "dataset", "runs", "seed", "config")
+  keys = ("method", "dataset", "runs", "seed", "config", "pretrained")
   if any(saved.get(k) != resolved[k] for k in keys):
     diff = [k for k in keys if saved.get(k) != resolved[k]]
     raise InputError(f"cannot resume {run_dir}: its {', '.join(diff)} differ from "
@@ -158,6 +213,9 @@ def with_trained(plan: Sequence[Mapping[str, Any]],
   """``engine.budget``'s plan with the epochs the runs trained, where they stopped early."""
   out = []
   for phase in plan:
+    if "from" in phase:  # pretrained elsewhere
+      out.append(dict(phase))
+      continue
     trained = np.asarray(epochs[phase["phase"]])
     extra = ({"trained": [int(trained.min()), float(trained.mean()), int(trained.max())]}
              if (trained < phase["epochs"]).any() else {})
@@ -191,6 +249,9 @@ def format_budget(budget: Sequence[Mapping[str, Any]]) -> str:
   """One line per SGD phase: epochs x steps of a batch, and where runs stopped early."""
   lines = []
   for b in budget:
+    if "from" in b:
+      lines.append(f"- {b['phase']}: pretrained in {b['from']}")
+      continue
     line = (f"- {b['phase']}: {b['epochs']} epochs x {b['steps_per_epoch']} steps of "
             f"{b['batch_size']} = {b['steps']} steps")
     if "trained" in b:
@@ -204,6 +265,11 @@ def format_summary(summary: Mapping[str, Any], title: str = "") -> str:
   """A Markdown table of ``summarize``'s output, scores x100 as in the papers."""
   budget = (f"\nBudget:\n{format_budget(summary['budget'])}\n"
             if summary.get("budget") else "")
+  if summary.get("pretrained"):
+    source = summary["pretrained"]
+    budget += (f"\nStarted from the pretrained autoencoders of {source['run_dir']} "
+               f"({source['method']}, recipe {source['recipe']}, "
+               f"{source['pretrain_epochs']} epochs, seed {source['seed']}).\n")
   if summary.get("cut_short"):
     budget += ("\nCut short by the time limit: scores are of the epochs trained "
                "(above); --resume continues from the last checkpoint.\n")

@@ -229,12 +229,18 @@ def main(argv: list[str] | None = None) -> int:
   extra = methods.parse_overrides(args.set)
   labels = {row["label"] for row in config["rows"]}
   failures = 0
+  tag = "".join(f"-{k}{v}" for k, v in sorted(extra.items()))
+
+  def run_dir(label: str) -> pathlib.Path:
+    return (pathlib.Path("runs") / name
+            / f"{label.replace(' ', '_').replace('^', '')}-r{runs}-e{epochs}{tag}")
+
   for row in config["rows"]:
     if args.rows and not any(_matches(row["label"], s, labels) for s in args.rows):
       continue
-    tag = "".join(f"-{k}{v}" for k, v in sorted(extra.items()))
-    out = (pathlib.Path("runs") / name
-           / f"{row['label'].replace(' ', '_').replace('^', '')}-r{runs}-e{epochs}{tag}")
+    out = run_dir(row["label"])
+    # A row may start from another row's pretrained autoencoders (run it first).
+    pretrained = run_dir(row["pretrained"]) if "pretrained" in row else None
     command = (["python", "experiments/reproduce.py", args.config, "--rows", row["label"],
                 "--runs", str(runs)] + (["--epochs", str(epochs)] if epochs else [])
                + [f"--set={pair}" for pair in args.set])
@@ -249,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
           row["method"], row["dataset"], runs=runs, seed=config.get("seed", 0),
           epochs=epochs, overrides={**row.get("overrides", {}), **extra},
           data_dir=args.data_dir,
-          out=out, resume=(out / "config.json").exists(),
+          out=out, resume=(out / "config.json").exists(), pretrained=pretrained,
           options={"progress": not args.quiet, "chunk_runs": args.chunk_runs,
                    "eval_every": config.get("eval_every", 10),
                    "time_limit": args.time_limit, **row.get("options", {})})

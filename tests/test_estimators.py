@@ -68,7 +68,7 @@ def tiny(name: str) -> dict:
 # centroids cannot be orthonormal and a cluster empties.
 TINY_AECM = estimators.AECM(hidden=(8,), latent=4, epochs=3, pretrain_epochs=3, cm_epochs=1,
                             batch_size=10, pretrain_batch_size=10, kmeans_restarts=1,
-                            init="p", pretrain_optimizer="adam")
+                            init="p", recipe="adam")
 
 
 def expected_failures(estimator) -> dict[str, str]:

@@ -57,8 +57,8 @@ def test_table_2_presets():
 @pytest.mark.parametrize("switch", [
     {}, {"covariance": "isotropic"}, {"correction": "full"}, {"reweight": False},
     {"reconstruction": "bce"}, {"skip": False}, {"T": 1}, {"T": 5}, {"init": "glorot"},
-    {"mixing": "uniform"}, {"dropout": 0.0}, {"kmeans_space": "inputs"},
-    {"kmeans_space": "inputs", "covariance": "isotropic"},
+    {"mixing": "uniform"}, {"dropout": 0.0}, {"mixture_space": "inputs"},
+    {"mixture_space": "inputs", "covariance": "isotropic"},
     {"architecture": "conv"}, {"architecture": "conv", "covariance": "isotropic"}])
 def test_every_switch_builds_and_traces(switch):
   method = build(**switch)
@@ -142,8 +142,8 @@ def test_mixture_phase_starts_at_the_kmeans_partition(tiny):
 
 @pytest.mark.parametrize("covariance", ["diag", "isotropic"])
 def test_mixture_phase_on_the_inputs_takes_each_clusters_code_moments(tiny, covariance):
-  """``kmeans_space="inputs"``: k-means on x; mean and variance of each cluster's codes."""
-  method = build(epochs=0, pretrain_epochs=0, kmeans_space="inputs", covariance=covariance)
+  """``mixture_space="inputs"``: k-means on x; mean and variance of each cluster's codes."""
+  method = build(epochs=0, pretrain_epochs=0, mixture_space="inputs", covariance=covariance)
   x = jnp.asarray(tiny.x)
   params, state = method.init(jax.random.key(0), {"x": x})
   params, state, terms = jax.jit(method.phases[0].update)(params, state, {"x": x},

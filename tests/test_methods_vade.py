@@ -145,21 +145,9 @@ def test_no_neighbours_gives_vades_elbo():
   assert float(terms["log_pc_qc"]) < 0  # -KL(gamma || pi), not DGG's 0 for a lone anchor
 
 
-def test_cluster_variances_match_numpy():
-  rng = np.random.default_rng(0)
-  z, labels = rng.normal(size=(50, 3)), rng.integers(0, 4, 50)
-  labels[labels == 3] = 0  # cluster 3 is empty
-  mu = np.stack([z[labels == k].mean(0) if (labels == k).any() else np.zeros(3)
-                 for k in range(4)])
-  expected = np.stack([z[labels == k].var(0) if (labels == k).any() else np.zeros(3)
-                       for k in range(4)])
-  np.testing.assert_allclose(vade.cluster_variances(jnp.asarray(z), jnp.asarray(labels),
-                                                    jnp.asarray(mu)), expected, atol=1e-6)
-
-
 def test_fit_resume_and_state(tiny, tmp_path):
   """Through pipeline.fit: the graph and labels land in the checkpointed state."""
-  overrides = {**TINY, "num_neighbours": 2, "init_mixture": "gmm"}
+  overrides = {**TINY, "num_neighbours": 2, "mixture": "gmm"}
   options = {"progress": False}
   report = pipeline.fit("dgg", tiny, runs=2, overrides=overrides, out=tmp_path / "run",
                         options=options)

@@ -55,5 +55,5 @@ AECM = {
 # encoder start the joint training at the k-means partition instead.
 AECM["digits"] = {"init": "p", "alpha": 13.0, "beta": 0.5, "batch_size": 100,
                   "epochs": 50, "pretrain_epochs": 30, "pretrain_batch_size": 100,
-                  "pretrain_momentum": 0.0, "cm_epochs": 0, "kmeans_space": "inputs",
+                  "pretrain_momentum": 0.0, "cm_epochs": 0, "mixture_space": "inputs",
                   "centroid_encoder": "nearest"}

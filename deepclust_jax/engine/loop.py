@@ -33,6 +33,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from deepclust_jax import metrics
 from deepclust_jax.baselines.kmeans import kmeans
+from deepclust_jax.engine import pretrained as pretrained_lib
 from deepclust_jax.engine.checkpoint import Checkpointer, abstract
 from deepclust_jax.engine.method import Data, FitPhase, Method, Params, SGDPhase, State
 from deepclust_jax.engine.steps import (contingency, criteria_in_chunks, epoch_batches,
@@ -392,6 +393,7 @@ def train(
     run_dir: str | pathlib.Path | None = None,
     resume: bool = False,
     fingerprint: dict[str, Any] | None = None,
+    pretrained: str | pathlib.Path | None = None,
 ) -> TrainResult:
   """Trains ``options.runs`` independent runs of ``method`` on ``data``.
 
@@ -407,6 +409,11 @@ def train(
     resume: continue from the latest checkpoint in ``run_dir``.
     fingerprint: JSON-able description of the run (config, dataset) stored in
       checkpoints; resuming with a different one is refused.
+    pretrained: a run directory whose saved autoencoders (one per run, see
+      :mod:`deepclust_jax.engine.pretrained`) replace the method's
+      ``autoencoder`` group after ``init``; the pretraining phases are then
+      skipped, and every later phase uses the keys it would have had, so
+      the run equals one that pretrained itself to the same parameters.
 
   Returns:
     A :class:`TrainResult`.
@@ -420,6 +427,8 @@ def train(
     (2, 300)
   """
   data = as_data(data, method.num_clusters)
+  if pretrained is not None and method.autoencoder is None:
+    raise ConfigError(f"method {method.name!r} pretrains no autoencoder to start from")
   n = data["x"].shape[0]
   y = _labels(y, n) if y is not None else None
   run_dir = pathlib.Path(run_dir) if run_dir is not None else None
@@ -448,7 +457,7 @@ def train(
     for c, chunk in enumerate(chunks):
       parts.append(_train_chunk(compiled, data_dev, y_dev, chunk, c, options, run_dir,
                                 resume, {**fingerprint, "runs": chunk}, history, bar,
-                                deadline))
+                                deadline, pretrained))
       if parts[-1][4]:
         break
   finally:
@@ -506,7 +515,7 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
                  chunk: list[int], c: int, options: TrainOptions,
                  run_dir: pathlib.Path | None, resume: bool,
                  fingerprint: dict[str, Any], history: _History, bar: tqdm.tqdm,
-                 deadline: float | None):
+                 deadline: float | None, pretrained: str | pathlib.Path | None = None):
   """Trains one chunk of runs until it ends or ``clock()`` passes ``deadline``;
   returns ((params, state), gamma, terms, seconds, cut_short)."""
   method = compiled.method
@@ -526,6 +535,16 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
                      "continue that run or choose another --out directory")
   if params is None:
     params, state = compiled.init(keys, data)
+    if pretrained is not None:
+      group = method.autoencoder
+      like = jax.tree.map(lambda a: a[0], params[group])
+      params = {**params, group: jax.tree.map(jnp.asarray,
+                                              pretrained_lib.load(pretrained, chunk, like))}
+      start_phase = method.pretrain_phases
+      skipped = sum(phase.num_epochs for phase in method.phases[:start_phase])
+      bar.update(skipped)
+      if run_dir is not None:  # the run directory keeps the autoencoder it started from
+        pretrained_lib.save(run_dir, chunk, params[group])
   if compiled.per_run is not None:
     params, state, opt_states, keys = jax.device_put((params, state, opt_states, keys),
                                                      compiled.per_run)
@@ -580,6 +599,9 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
         record |= {"active": active.tolist(), "changed": changed.tolist()}
         active = _active_after([record], phase, len(chunk))
       phase_end = e + 1 == phase.num_epochs
+      # Saved before the phase-end checkpoint, so a resumed run always has it.
+      if phase_end and run_dir is not None and p + 1 == method.pretrain_phases:
+        pretrained_lib.save(run_dir, chunk, params[method.autoencoder])
       if y is not None and (done % options.eval_every == 0 or phase_end):
         if now is None:
           now = compiled.labels(params, state, data["x"])

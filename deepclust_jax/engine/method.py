@@ -175,6 +175,10 @@ class Method:
       codes at every scoring epoch, as ``kmeans_acc``/``kmeans_nmi``/
       ``kmeans_ari`` beside the method's own scores (EDGaM's third tuning
       signal: does training keep the codes clusterable?). Needs ``encode``.
+    autoencoder: the params group that the leading phases named
+      ``pretrain*`` train (``None``: the method pretrains nothing). The engine
+      saves it for every run when those phases end, and can start a run from
+      a saved one, skipping them (``train(..., pretrained=...)``).
   """
 
   name: str
@@ -187,10 +191,21 @@ class Method:
   encode: EncodeFn | None = None
   decoded_centroids: CentroidsFn | None = None
   score_codes: bool = False
+  autoencoder: str | None = None
 
   def __post_init__(self):
     if self.score_codes and self.encode is None:
       raise ValueError(f"method {self.name!r}: score_codes=True needs an encode function")
+
+  @property
+  def pretrain_phases(self) -> int:
+    """How many leading phases pretrain the ``autoencoder`` group (0 without one)."""
+    if self.autoencoder is None:
+      return 0
+    count = 0
+    while count < len(self.phases) and self.phases[count].name.startswith("pretrain"):
+      count += 1
+    return count
 
   @property
   def num_epochs(self) -> int:

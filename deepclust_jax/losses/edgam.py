@@ -11,8 +11,8 @@ learnable ``beta1``, ``beta2`` initialised to 0.9 and used in eq. (7); the
 cluster reweighting ``w_k = (N'/K' + Delta) / (N'_k + Delta)``, ``Delta = 3``,
 of the within-group variance loss, eq. (8); an entropy loss weighted by
 ``eta3`` in the total, eq. (10), with ``eta1``, ``eta2``, ``eta3`` from its
-Table 2; Glorot-uniform centroids. What is RECONSTRUCTED (the project's design
-note on the methods, section 2, implemented exactly): the formula of every
+Table 2; Glorot-uniform centroids. What is RECONSTRUCTED (written down in
+``docs/methods.md#edgam``, implemented exactly): the formula of every
 equation, the diagonal (or isotropic) covariance, the stop-gradient in eq. (7)
 and the per-sample scale of each term. The named switches ``covariance``,
 ``correction``, ``reweight`` and ``reconstruction`` select the alternatives.
@@ -184,7 +184,7 @@ def batch_statistics(
   On the whole data set these are the means and variances of one EM M-step.
   The appendix only names the equations: its section D calls Eq. (4) the
   moment update ("modified M-step"), its Table 1 calls that Eq. (5); the split
-  of the design note (statistics (4), update (5)) is followed.
+  of ``docs/methods.md#edgam`` (statistics (4), update (5)) is followed.
 
   Returns:
     ``(counts (K,), means (K, p), variances (K, p) or (K,))``.

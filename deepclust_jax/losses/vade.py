@@ -5,7 +5,7 @@ unsupervised and generative approach to clustering", IJCAI, section 3.
 Yang, Cheung, Li & Fang (2019), "Deep Clustering by Gaussian Mixture
 Variational Autoencoders with Graph Embedding", ICCV. Only its supplement is
 available (sections 4 and 5); the DGG objective here is the one the authors'
-released code computes, as recorded in ``shared/design/methods.md``, section 4.
+released code computes, as documented in ``docs/methods.md#vade-and-dgg``.
 
 Generative model: ``c ~ Cat(pi)``, ``z | c ~ N(mu_c, diag sigma_c^2)``,
 ``x | z`` from a decoder. Mean-field posterior ``q(z, c | x) = q(z | x) q(c | x)``
@@ -223,7 +223,7 @@ def dgg_loss(
 
   Per anchor ``i`` with neighbourhood ``j \in \{i\} \cup N_i`` (index 0 is the
   anchor) and weights :func:`neighbour_weights`, the objective to maximise is
-  (``shared/design/methods.md``, section 4, from the authors' code)
+  (``docs/methods.md#vade-and-dgg``, from the authors' code)
 
     ``L_i = \sum_j w_{ij} [ \log p(x_i | z_j) + \sum_k \gamma_{jk} E_{q(z|x_j)}
     \log N(z; \mu_k, \sigma_k^2) + H[q(z|x_j)] + \sum_k \gamma_{jk} \log(m_{ik} /

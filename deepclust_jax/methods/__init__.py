@@ -1,7 +1,7 @@
 """Registered clustering methods; importing this module registers them all."""
 
-from deepclust_jax.methods import (aecm, classic, cm, edgam, nmm_em,  # noqa: F401  (registration)
-                                   vade)
+from deepclust_jax.methods import (ae_kmeans, aecm, classic, cm, edgam,  # noqa: F401
+                                   nmm_em, pretraining, vade)
 from deepclust_jax.methods.registry import (MethodSpec, build, get, names,
                                             parse_overrides, register, resolve)
 

@@ -12,12 +12,13 @@ epoch; runs are ranked by L_sp = E2 + E3 of the CM on the codes.
 
 Where the paper is silent, the defaults follow the authors' public code:
 pretraining by SGD with momentum 0.9 and batches of 256 for 100 epochs on
-the per-sample MSE summed over the batch;
+the per-sample MSE summed over the batch (``recipe="sgd"``; pretraining and
+the mixture start are the shared :mod:`~deepclust_jax.methods.pretraining`);
 k-means with 20 restarts on the codes; 100 epochs of the CM alone; constant
 learning rates. That code names two schedules its optimiser parser never
 applies; they are opt-in here: ``lr_decay`` (Adam's rate from 1e-3 to 1e-4,
-power 0.4, over the joint epochs) and ``pretrain_lr_decay`` (the SGD rate
-divided by 10 every 33 epochs).
+power 0.4, over the joint epochs) and ``pretrain_decay_epochs=33`` (the SGD
+rate divided by 10 every 33 epochs). See ``docs/methods.md#ae-cm``.
 """
 
 from __future__ import annotations
@@ -28,14 +29,11 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from deepclust_jax import losses
-from deepclust_jax.baselines import kmeans
 from deepclust_jax.configs import paper
-from deepclust_jax.engine import (FitPhase, Method, SGDPhase, Update, predict_in_chunks,
-                                  stateless)
-from deepclust_jax.methods import registry
+from deepclust_jax.engine import Method, SGDPhase, Update, stateless
+from deepclust_jax.methods import pretraining, registry
 from deepclust_jax.methods.cm import concentration, sparsity_per_sample
 from deepclust_jax.methods.common import optimizer, polynomial_decay, require, scaled_sgd
 from deepclust_jax.models import (Autoencoder, ClusteringModule, centroids,
@@ -43,14 +41,21 @@ from deepclust_jax.models import (Autoencoder, ClusteringModule, centroids,
 
 
 @dataclasses.dataclass(frozen=True)
-class AECMConfig:
+class AECMConfig(pretraining.PretrainConfig):
   """Hyper-parameters of the AE-CM (defaults: section 5.3 and Table 13).
+
+  The pretraining and mixture-start keys (``recipe``, ``pretrain_*``,
+  ``mixture``, ``mixture_space``, ``kmeans_restarts``) are
+  :class:`~deepclust_jax.methods.pretraining.PretrainConfig`'s; init "p" uses
+  them, with the authors' SGD protocol as defaults.
 
   Attributes:
     num_clusters: K; 0 takes the dataset's number of classes.
     init: "r" random or "p" pretrained (see the module docstring).
     latent: p, the code width.
     hidden: encoder hidden widths (the decoder mirrors them).
+    activation: the hidden layers' "leaky_relu" (slope 0.2, the paper) or
+      "relu" (DEC's).
     quadratic: the encoder starts with the degree-2 monomials of x (the
       paper's "quad" layer for the two circles, appendix 1).
     alpha, prior, frequencies: Dirichlet prior, as for the CM.
@@ -59,14 +64,6 @@ class AECMConfig:
     batch_size, epochs: joint training; one averaging epoch follows.
     learning_rate, adam_eps: Adam(1e-3, eps=1e-3).
     lr_decay: decay the joint learning rate polynomially to 1e-4.
-    pretrain_optimizer, pretrain_epochs, pretrain_batch_size, pretrain_lr,
-      pretrain_momentum: autoencoder pretraining (init "p") by SGD; "adam"
-      uses the joint phase's Adam settings instead.
-    pretrain_lr_decay: divide the SGD pretraining rate by 10 every 33 epochs.
-    kmeans_restarts: k-means++ restarts (init "p").
-    kmeans_space: where init "p" runs k-means: on the pretrained "codes" (the
-      paper), or on the "inputs", each centroid then being the mean code of
-      its cluster.
     centroid_encoder: how the CM's encoder is set from the centroids, "pinv"
       (the paper) or "nearest" (see
       :func:`~deepclust_jax.models.params_from_centroids`).
@@ -76,10 +73,15 @@ class AECMConfig:
       every epoch.
   """
 
+  recipe: pretraining.Recipe = "sgd"
+  pretrain_epochs: int = 100
+  pretrain_lr: float = 1e-2
+  kmeans_restarts: int = 20
   num_clusters: int = 0
   init: Literal["r", "p"] = "r"
   latent: int = 10
   hidden: tuple[int, ...] = (500, 500, 2000)
+  activation: Literal["leaky_relu", "relu"] = "leaky_relu"
   quadratic: bool = False
   alpha: float = 10.0
   prior: Literal["symmetric", "sorted"] = "symmetric"
@@ -91,34 +93,61 @@ class AECMConfig:
   learning_rate: float = 1e-3
   adam_eps: float = 1e-3
   lr_decay: bool = False
-  pretrain_optimizer: Literal["sgd", "adam"] = "sgd"
-  pretrain_epochs: int = 100
-  pretrain_batch_size: int = 256
-  pretrain_lr: float = 1e-2
-  pretrain_momentum: float = 0.9
-  pretrain_lr_decay: bool = False
-  kmeans_restarts: int = 20
-  kmeans_space: Literal["codes", "inputs"] = "codes"
   centroid_encoder: Literal["nearest", "pinv"] = "pinv"
   cm_epochs: int = 100
   tol: float = 0.0
 
   def validate(self) -> None:
+    self.validate_pretraining()
     require(self.latent > 0, f"latent={self.latent} must be positive")
     require(0 <= self.tol < 1, f"tol={self.tol} must be in [0, 1)")
     require(self.alpha > 0, f"alpha={self.alpha} must be positive")
     require(self.beta >= 0 and self.lam >= 0, "beta and lam must be >= 0")
-    require(min(self.batch_size, self.pretrain_batch_size) > 0, "batch sizes must be positive")
-    require(self.kmeans_restarts >= 1, "kmeans_restarts must be >= 1")
-    require(min(self.epochs, self.pretrain_epochs, self.cm_epochs) >= 0,
-            "epoch counts must be >= 0")
+    require(self.batch_size > 0, "batch sizes must be positive")
+    require(min(self.epochs, self.cm_epochs) >= 0, "epoch counts must be >= 0")
     require(self.prior == "symmetric" or len(self.frequencies) == self.num_clusters,
             "the sorted prior needs one frequency per cluster (--set frequencies=...)")
+
+  def network(self) -> dict:
+    return dense_architecture(self)
+
+
+SLOPES = {"leaky_relu": 0.2, "relu": 0.0}
+
+
+def dense_architecture(config) -> dict:
+  """What a pretrained dense autoencoder must share to be reused (``--pretrained``)."""
+  return {"model": "dense", "hidden": list(config.hidden), "latent": config.latent,
+          "activation": config.activation, "quadratic": config.quadratic}
+
+
+def autoencoder(config, shape: tuple[int, ...]) -> tuple[Autoencoder, pretraining.AutoencoderSpec]:
+  """The dense autoencoder of AE-CM and AE + k-means, and how pretraining sees it.
+
+  Its own loss is the authors': the per-sample MSE summed over the batch
+  (their TensorFlow code differentiates the vector of per-sample MSEs, i.e.
+  their sum, so their SGD rates are for this scale).
+  """
+  ae = Autoencoder(math.prod(shape), config.latent, config.hidden, config.quadratic,
+                   SLOPES[config.activation])
+
+  def apply(params, state, x, key):
+    del key
+    return ae.apply({"params": params["autoencoder"]}, x)[1], state
+
+  depth = len(config.hidden) + 1
+  layers = {} if config.quadratic else {
+      "encoder_layers": pretraining.dense_paths("encoder", depth),
+      "decoder_layers": pretraining.dense_paths("decoder", depth)}
+  spec = pretraining.AutoencoderSpec(
+      "autoencoder", apply, lambda x, x_bar: jnp.sum(jnp.mean(jnp.square(x - x_bar), -1)),
+      negative_slope=SLOPES[config.activation], **layers)
+  return ae, spec
 
 
 def build(config: AECMConfig, shape: tuple[int, ...]) -> Method:
   """The AE-CM as pure pieces for the engine; samples of ``shape`` are flattened."""
-  ae = Autoencoder(math.prod(shape), config.latent, config.hidden, config.quadratic)
+  ae, spec = autoencoder(config, shape)
   cm = ClusteringModule(config.num_clusters, config.latent)
   alpha = concentration(config)
   sort = config.prior == "sorted"
@@ -144,35 +173,14 @@ def build(config: AECMConfig, shape: tuple[int, ...]) -> Method:
     return losses.aecm_loss(x, x_bar, z, gamma, centroids(params["cm"]), alpha,
                             beta=config.beta, lam=config.lam, sort=sort)
 
-  def pretrain_loss(params, batch, key):
-    del key
-    x = batch["x"]
-    _, x_bar = ae.apply({"params": params["autoencoder"]}, x)
-    # Per-sample MSE summed over the batch: the authors' TensorFlow code
-    # differentiates the vector of per-sample MSEs, i.e. their sum, so their
-    # SGD rates are for this scale (a batch mean would be B times slower).
-    mse = jnp.mean(jnp.square(x - x_bar), axis=-1)
-    return jnp.sum(mse), {"mse": jnp.mean(mse)}
-
   def cm_loss(params, batch, key):
     del key
     z = jax.lax.stop_gradient(encode(params, None, batch["x"]))
     gamma, _ = cm.apply({"params": params["cm"]}, z)
     return losses.cm_loss(z, gamma, centroids(params["cm"]), alpha, sort=sort)
 
-  def init_cm(params, state, data, key):
-    z = predict_in_chunks(encode, params, state, data["x"])
-    if config.kmeans_space == "codes":
-      fit = kmeans(key, z, config.num_clusters, n_init=config.kmeans_restarts)
-      mu = fit.mu
-    else:
-      fit = kmeans(key, data["x"], config.num_clusters, n_init=config.kmeans_restarts)
-      onehot = jax.nn.one_hot(fit.labels, config.num_clusters, dtype=z.dtype)
-      mu = (onehot.T @ z) / jnp.maximum(onehot.sum(0), 1.0)[:, None]
-    # Keep init's dtypes (float64 codes under x64 must not promote the CM).
-    cm_params = jax.tree.map(lambda new, old: new.astype(old.dtype),
-                             params_from_centroids(mu, config.centroid_encoder), params["cm"])
-    return {**params, "cm": cm_params}, state, {"inertia": fit.inertia}
+  def wire_cm(params, state, start):
+    return {**params, "cm": params_from_centroids(start.mu, config.centroid_encoder)}, state
 
   def criteria(params, state, x, gamma):
     return {"l_sp": sparsity_per_sample(gamma, centroids(params["cm"]))}
@@ -186,23 +194,13 @@ def build(config: AECMConfig, shape: tuple[int, ...]) -> Method:
                 if config.lr_decay else config.learning_rate)
     return optimizer("adam", schedule, config.adam_eps)
 
-  def pretrain_tx(steps_per_epoch):
-    if config.pretrain_optimizer == "adam":
-      return adam({"autoencoder"})
-    schedule = (optax.exponential_decay(config.pretrain_lr, 33 * steps_per_epoch, 0.1,
-                                        staircase=True)
-                if config.pretrain_lr_decay else config.pretrain_lr)
-    return optimizer("sgd", schedule, trainable={"autoencoder"},
-                     momentum=config.pretrain_momentum)
-
   joint = SGDPhase("joint", (Update(stateless(joint_loss), joint_adam),), config.epochs,
                    config.batch_size, average=True, stop_below=config.tol or None)
   phases = (joint,)
   if config.init == "p":
     phases = (
-        SGDPhase("pretrain", (Update(stateless(pretrain_loss), pretrain_tx),),
-                 config.pretrain_epochs, config.pretrain_batch_size),
-        FitPhase("kmeans", init_cm),
+        *pretraining.phases(spec, config),
+        pretraining.start_phase(encode, config, config.num_clusters, wire_cm),
         SGDPhase("cm", (Update(stateless(cm_loss), adam({"cm"})),), config.cm_epochs,
                  config.batch_size),
         joint,
@@ -213,8 +211,11 @@ def build(config: AECMConfig, shape: tuple[int, ...]) -> Method:
     return ae.apply({"params": params["autoencoder"]}, centroids(params["cm"]),
                     method=Autoencoder.decode)
 
+  if config.init == "p":
+    init = pretraining.init(spec, config, init)
   return Method("aecm", config.num_clusters, init, phases, predict, criteria,
-                select_by="l_sp", encode=encode, decoded_centroids=decoded_centroids)
+                select_by="l_sp", encode=encode, decoded_centroids=decoded_centroids,
+                autoencoder=spec.group if config.init == "p" else None)
 
 
 # Tables this narrow get the d-2K-d autoencoder of the paper's UCI appendix

@@ -19,13 +19,15 @@ the named switches that select the alternatives, and the schedule, of which
 the appendix says nothing beyond "centroids and network weights are learned
 jointly by SGD" and "we initialize the centroids as usual":
 
-1. ``pretrain`` (``pretrain_epochs > 0``): the plain auto-encoder (decoder
-   on ``z``) on the reconstruction loss, Adam;
+1. ``pretrain*``: the plain auto-encoder (decoder on ``z``) on the
+   reconstruction loss, by the shared :mod:`~deepclust_jax.methods.pretraining`
+   (recipe ``adam`` by default);
 2. ``mixture`` (``init="kmeans"``): k-means on the codes sets the means; every
    cluster gets the pooled within-cluster variance (isotropic) and the mixing
    weights stay uniform, so the first E-step's argmax IS the k-means partition;
+   with ``mixture="gmm"`` each cluster keeps the GMM's variances;
    ``init="glorot"`` keeps the Glorot-uniform means and unit variances of E.1;
-   ours, ``kmeans_space="inputs"``: k-means on the inputs, each cluster's
+   ours, ``mixture_space="inputs"``: k-means on the inputs, each cluster's
    mean code and code variance as its Gaussian (the digits preset);
 3. ``joint``: Adam on the total loss, eq. (10), every parameter (the
    auto-encoder, the mixture, the betas) at once.
@@ -66,17 +68,24 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from deepclust_jax.baselines import kmeans
-from deepclust_jax.engine import FitPhase, Method, SGDPhase, Update, predict_in_chunks
+from deepclust_jax.engine import Method, SGDPhase, Update
 from deepclust_jax.losses import edgam
-from deepclust_jax.methods import registry
+from deepclust_jax.methods import pretraining, registry
 from deepclust_jax.methods.common import optimizer, require
 from deepclust_jax.models.edgam import EDGaMAutoencoder, EDGaMConvAutoencoder
 
 
 @dataclasses.dataclass(frozen=True)
-class EDGaMConfig:
+class EDGaMConfig(pretraining.PretrainConfig):
   """Hyper-parameters of EDGaM (defaults: Table 2's MNIST row, T = 3, and ours).
+
+  The pretraining and mixture-start keys (``recipe``, ``pretrain_*``,
+  ``mixture``, ``mixture_space``, ``kmeans_restarts``) are
+  :class:`~deepclust_jax.methods.pretraining.PretrainConfig`'s;
+  ``mixture_space="inputs"`` is ours: k-means on the inputs, each cluster's
+  mean code and code variance (per dimension, or over the dimensions for
+  ``covariance="isotropic"``) as its Gaussian, so the first E-step is a
+  Gaussian classifier of the codes trained on the input-space partition.
 
   Attributes:
     num_clusters: K; 0 takes the dataset's number of classes.
@@ -96,19 +105,9 @@ class EDGaMConfig:
     T: E-steps of the streamlined forward (static).
     eta1, eta2, eta3: weights of the correction, cluster and entropy losses.
     delta: Delta of the reweighting.
-    init: "kmeans" on the pretrained codes, or "glorot" (appendix E.1).
-    kmeans_restarts: k-means++ restarts of ``init="kmeans"``.
-    kmeans_space: where ``init="kmeans"`` runs k-means: on the pretrained
-      "codes" (the design note: the k-means means, one pooled isotropic
-      variance), or, ours, on the "inputs": each cluster's mean code is its
-      mean and each cluster's code variance (per dimension, or over the
-      dimensions for ``covariance="isotropic"``) its variance, so the first
-      E-step is a Gaussian classifier of the codes trained on the input-space
-      k-means partition (AE-CM's ``kmeans_space``, see
-      :func:`deepclust_jax.methods.aecm.build`).
-    pretrain_epochs, pretrain_learning_rate: Adam on the plain auto-encoder
-      before the mixture.
-    batch_size, epochs: mini-batches (both SGD phases) and joint epochs.
+    init: "kmeans", the mixture start fitted on the pretrained codes, or
+      "glorot" (appendix E.1).
+    batch_size, epochs: the joint phase's mini-batches and epochs.
     learning_rate, mixture_learning_rate: the joint phase's Adam for the
       auto-encoder and for the mixture layer (means, variances, logits,
       betas). Ours: with 1e-3 for both (PyTorch's default, the appendix names
@@ -133,29 +132,30 @@ class EDGaMConfig:
   eta3: float = 1e-4
   delta: float = 3.0
   init: Literal["kmeans", "glorot"] = "kmeans"
-  kmeans_restarts: int = 10
-  kmeans_space: Literal["codes", "inputs"] = "codes"
-  pretrain_epochs: int = 50
+  pretrain_batch_size: int = 128
   batch_size: int = 128
   epochs: int = 100
   learning_rate: float = 1e-4
   mixture_learning_rate: float = 1e-2
-  pretrain_learning_rate: float = 1e-3
 
   def validate(self) -> None:
+    self.validate_pretraining()
     require(self.latent > 0, f"latent={self.latent} must be positive")
     require(0 <= self.dropout < 1, f"dropout={self.dropout} must be in [0, 1)")
     require(self.T >= 1, f"T={self.T} must be >= 1")
     require(min(self.eta1, self.eta2, self.eta3, self.delta) >= 0,
             "eta1, eta2, eta3 and delta must be >= 0")
-    require(self.kmeans_restarts >= 1, "kmeans_restarts must be >= 1")
-    require(min(self.epochs, self.pretrain_epochs) >= 0, "epoch counts must be >= 0")
+    require(self.epochs >= 0, "epoch counts must be >= 0")
     require(self.batch_size > 0, f"batch_size={self.batch_size} must be positive")
-    require(min(self.learning_rate, self.mixture_learning_rate,
-                self.pretrain_learning_rate) > 0,
+    require(min(self.learning_rate, self.mixture_learning_rate) > 0,
             "learning rates must be positive")
     require(self.architecture == "mlp" or self.reconstruction == "mse",
             "the conv auto-encoder has no output activation: use reconstruction=mse")
+
+  def network(self) -> dict:
+    """What a pretrained auto-encoder must share to be reused (``--pretrained``)."""
+    return {"model": f"edgam-{self.architecture}", "hidden": list(self.hidden),
+            "latent": self.latent}
 
 
 def build(config: EDGaMConfig, shape: tuple[int, ...]) -> Method:
@@ -222,11 +222,15 @@ def build(config: EDGaMConfig, shape: tuple[int, ...]) -> Method:
     layer = mixture(params)
     return edgam.e_step(encode(params, state, x), layer.mu, layer.var, layer.logits)
 
-  def pretrain_loss(params, state, batch, key):
-    x = batch["x"]
+  def autoencode(params, state, x, key):
     x_rec, state = apply(params, state, to_input(x), lambda m, x, train: m(x, train)[1], key)
-    loss = reconstruction(x, x_rec)
-    return loss, ({"reconstruction": loss}, state)
+    return x_rec.reshape(x.shape), state
+
+  layers = {} if config.architecture == "conv" else {
+      "encoder_layers": pretraining.dense_paths("encoder", len(config.hidden) + 1),
+      "decoder_layers": pretraining.dense_paths("decoder", len(config.hidden) + 1),
+      "output": jax.nn.sigmoid}
+  spec = pretraining.AutoencoderSpec("autoencoder", autoencode, reconstruction, **layers)
 
   def streamlined(module, x, train, layer):
     z = module.encode(x, train)
@@ -248,26 +252,23 @@ def build(config: EDGaMConfig, shape: tuple[int, ...]) -> Method:
                    "beta1": jax.nn.sigmoid(layer.b1), "beta2": jax.nn.sigmoid(layer.b2)}
     return loss, ({**terms, **diagnostics}, state)
 
-  def init_mixture(params, state, data, key):
-    z = predict_in_chunks(encode, params, state, data["x"])
+  def wire_mixture(params, state, start):
     old = params["mixture"]
-    if config.kmeans_space == "codes":
-      fit = kmeans(key, z, num_clusters, n_init=config.kmeans_restarts)
+    if config.mixture == "kmeans" and config.mixture_space == "codes":
       # One pooled isotropic variance and uniform weights: the first E-step's
       # argmax is then the nearest centroid, i.e. the k-means partition.
-      pooled = fit.inertia / (z.shape[0] * z.shape[1])
-      mu, log_var = fit.mu, jnp.full_like(old["log_var"], jnp.log(pooled))
+      pooled = jnp.sum(start.weights * jnp.mean(start.var, axis=-1))
+      log_var = jnp.full_like(old["log_var"], jnp.log(pooled))
     else:
-      fit = kmeans(key, data["x"], num_clusters, n_init=config.kmeans_restarts)
-      onehot = jax.nn.one_hot(fit.labels, num_clusters, dtype=z.dtype)
-      _, mu, var = edgam.batch_statistics(z, onehot, covariance=config.covariance)
+      var = start.var if config.covariance == "diag" else jnp.mean(start.var, axis=-1)
       # An empty cluster (or a collapsed dimension) keeps a finite variance.
-      floor = jnp.maximum(jnp.mean(jnp.var(z, axis=0)) * 1e-3, jnp.finfo(z.dtype).tiny)
+      floor = jnp.maximum(jnp.mean(start.var) * 1e-3, jnp.finfo(var.dtype).tiny)
       log_var = jnp.log(jnp.maximum(var, floor))
-    new = {**old, "mu": mu.astype(old["mu"].dtype),
-           "log_var": log_var.astype(old["log_var"].dtype),
-           "logits": jnp.zeros_like(old["logits"])}
-    return {**params, "mixture": new}, state, {"inertia": fit.inertia}
+    logits = (jnp.log(jnp.maximum(start.weights, jnp.finfo(start.weights.dtype).tiny))
+              if config.mixture == "gmm" and config.mixing == "learned"
+              else jnp.zeros_like(old["logits"]))
+    return {**params, "mixture": {**old, "mu": start.mu, "log_var": log_var,
+                                  "logits": logits}}, state
 
   def criteria(params, state, x, gamma):
     layer = mixture(params)
@@ -295,18 +296,15 @@ def build(config: EDGaMConfig, shape: tuple[int, ...]) -> Method:
       {"autoencoder": optimizer("adam", config.learning_rate),
        "mixture": optimizer("adam", config.mixture_learning_rate)},
       lambda params: {group: group for group in params})
-  phases = ()
-  if config.pretrain_epochs:
-    phases += (SGDPhase("pretrain", (Update(pretrain_loss, optimizer(
-        "adam", config.pretrain_learning_rate, trainable={"autoencoder"})),),
-        config.pretrain_epochs, config.batch_size),)
+  phases = pretraining.phases(spec, config)
   if config.init == "kmeans":
-    phases += (FitPhase("mixture", init_mixture),)
+    phases += (pretraining.start_phase(encode, config, num_clusters, wire_mixture),)
   phases += (SGDPhase("joint", (Update(joint_loss, joint_adam),), config.epochs,
                       config.batch_size),)
-  return Method("edgam", num_clusters, init, phases, predict, criteria,
-                select_by="objective", encode=encode, decoded_centroids=decoded_centroids,
-                score_codes=True)
+  return Method("edgam", num_clusters, pretraining.init(spec, config, init), phases, predict,
+                criteria, select_by="objective", encode=encode,
+                decoded_centroids=decoded_centroids, score_codes=True,
+                autoencoder=spec.group)
 
 
 # Table 2 (eta1, eta2, eta3; beta1 = beta2 = 0.9 is the layer's initialisation)
@@ -328,7 +326,7 @@ PRESETS = {
     # its joint training.
     "digits": {"hidden": (256, 256, 512), "pretrain_epochs": 50, "epochs": 10, "eta2": 1e-1,
                "dropout": 0.0, "mixing": "uniform", "reweight": False,
-               "kmeans_space": "inputs", "learning_rate": 3e-6, "mixture_learning_rate": 1e-3},
+               "mixture_space": "inputs", "learning_rate": 3e-6, "mixture_learning_rate": 1e-3},
 }
 
 registry.register(registry.MethodSpec(

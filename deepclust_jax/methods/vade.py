@@ -4,12 +4,13 @@ Jiang, Zheng, Tan, Tang & Zhou (2017), "Variational Deep Embedding: an
 unsupervised and generative approach to clustering", IJCAI (VaDE).
 Yang, Cheung, Li & Fang (2019), "Deep Clustering by Gaussian Mixture
 Variational Autoencoders with Graph Embedding", ICCV, supplement sections 4-5
-(DGG); the objective is the one of ``shared/design/methods.md``, section 4.
+(DGG); the objective is the one of ``docs/methods.md#vade-and-dgg``.
 
 One builder serves both: DGG with ``num_neighbours = 0`` is VaDE. The phases:
 
-1. ``pretrain``: the VAE as a deterministic autoencoder ``x -> z_mean -> x``
-   on the reconstruction log-likelihood;
+1. ``pretrain*``: the VAE as a deterministic autoencoder ``x -> z_mean -> x``,
+   by the shared :mod:`~deepclust_jax.methods.pretraining` (recipe ``adam``
+   on the reconstruction log-likelihood by default);
 2. ``mixture``: k-means (or a diagonal GMM) on the latent means sets the
    mixture's means and per-cluster, per-dimension variances; the labels go
    into the run's state;
@@ -49,19 +50,22 @@ import jax.numpy as jnp
 import optax
 
 from deepclust_jax import graph
-from deepclust_jax.baselines import gmm, kmeans
 from deepclust_jax.configs import vade as presets
 from deepclust_jax.engine import (FitPhase, Method, SGDPhase, Update, predict_in_chunks,
                                   stateless)
 from deepclust_jax.losses import vade as vade_losses
-from deepclust_jax.methods import registry
+from deepclust_jax.methods import pretraining, registry
 from deepclust_jax.methods.common import optimizer, require
 from deepclust_jax.models.vade import VAE, GammaHead, Siamese, mixture_params
 
 
 @dataclasses.dataclass(frozen=True)
-class VaDEConfig:
+class VaDEConfig(pretraining.PretrainConfig):
   """Hyper-parameters of VaDE and DGG (defaults: MNIST, DGG supplement and ours).
+
+  The pretraining and mixture-start keys (``recipe``, ``pretrain_*``,
+  ``mixture``, ``mixture_space``, ``kmeans_restarts``) are
+  :class:`~deepclust_jax.methods.pretraining.PretrainConfig`'s.
 
   Attributes:
     num_clusters: K; 0 takes the dataset's number of classes.
@@ -70,9 +74,6 @@ class VaDEConfig:
     hidden: encoder hidden widths (decoder reversed; the Siamese net's too).
     likelihood: "bernoulli" for data in [0, 1], "gaussian" otherwise.
     scale: the Gaussian reconstruction's fixed standard deviation.
-    pretrain_epochs, pretrain_batch_size, pretrain_lr: autoencoder pretraining.
-    init_mixture: "kmeans" or "gmm" (diagonal) on the latent means.
-    kmeans_restarts: k-means++ restarts (also the GMM's k-means initialisation).
     gamma_epochs, gamma_lr: training of the gamma head on the k-means labels.
     epochs, batch_size, learning_rate: joint training, batches of anchors.
     decay_rate, decay_epochs: the joint rate is multiplied by ``decay_rate``
@@ -89,11 +90,6 @@ class VaDEConfig:
   hidden: tuple[int, ...] = (500, 500, 2000)
   likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
   scale: float = 1.0
-  pretrain_epochs: int = 50
-  pretrain_batch_size: int = 256
-  pretrain_lr: float = 1e-3
-  init_mixture: Literal["kmeans", "gmm"] = "kmeans"
-  kmeans_restarts: int = 10
   gamma_epochs: int = 10
   gamma_lr: float = 2e-3
   epochs: int = 300
@@ -110,20 +106,23 @@ class VaDEConfig:
   margin: float = 3.0
 
   def validate(self) -> None:
+    self.validate_pretraining()
     require(self.latent > 0, f"latent={self.latent} must be positive")
     require(self.num_neighbours >= 0, f"num_neighbours={self.num_neighbours} must be >= 0")
     require(self.siamese_neighbours >= 1,
             f"siamese_neighbours={self.siamese_neighbours} must be >= 1")
     require(self.scale > 0, f"scale={self.scale} must be positive")
-    require(min(self.pretrain_epochs, self.gamma_epochs, self.epochs,
-                self.siamese_epochs) >= 0, "epoch counts must be >= 0")
-    require(min(self.batch_size, self.pretrain_batch_size, self.siamese_batch_size) > 0,
-            "batch sizes must be positive")
+    require(min(self.gamma_epochs, self.epochs, self.siamese_epochs) >= 0,
+            "epoch counts must be >= 0")
+    require(min(self.batch_size, self.siamese_batch_size) > 0, "batch sizes must be positive")
     require(min(self.decay_epochs, self.siamese_decay_epochs) > 0,
             "decay periods must be positive")
-    require(min(self.pretrain_lr, self.gamma_lr, self.learning_rate, self.siamese_lr) > 0,
+    require(min(self.gamma_lr, self.learning_rate, self.siamese_lr) > 0,
             "learning rates must be positive")
-    require(self.kmeans_restarts >= 1, "kmeans_restarts must be >= 1")
+
+  def network(self) -> dict:
+    """What a pretrained VAE must share to be reused (``--pretrained``)."""
+    return {"model": "vae", "hidden": list(self.hidden), "latent": self.latent}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,22 +130,6 @@ class DGGConfig(VaDEConfig):
   """:class:`VaDEConfig` with a graph: N_s = 3 neighbours per anchor by default."""
 
   num_neighbours: int = 3
-
-
-def cluster_variances(z: jax.Array, labels: jax.Array, mu: jax.Array) -> jax.Array:
-  r"""Per-cluster, per-dimension variances ``\sigma_{kd}^2`` of a hard partition, (K, p).
-
-  ``\sum_{n: l_n = k} (z_{nd} - \mu_{kd})^2 / N_k``; an empty cluster gets 0
-  (:func:`~deepclust_jax.models.vade.mixture_params` floors it).
-
-  Example:
-    >>> z = jnp.array([[0.0], [2.0], [5.0]])
-    >>> cluster_variances(z, jnp.array([0, 0, 1]), jnp.array([[1.0], [5.0]])).tolist()
-    [[1.0], [0.0]]
-  """
-  onehot = jax.nn.one_hot(labels, mu.shape[0], dtype=z.dtype)
-  scatter = onehot.T @ jnp.square(z - mu[labels])
-  return scatter / jnp.maximum(onehot.sum(0), 1.0)[:, None]
 
 
 def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
@@ -188,26 +171,21 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
   def predict(params, state, x):
     return jnp.exp(log_gamma(params, encode(params, state, x)))
 
-  def pretrain_loss(params, batch, key):
-    del key
-    x = batch["x"]
-    out = vae.apply({"params": params["vae"]}, encode(params, None, x), method=VAE.decode)
-    log_px = jnp.mean(reconstruction(x, out))
-    return -log_px, {"log_px": log_px}
+  def autoencode(params, state, x, key):
+    del key  # deterministic: the decoder reads the latent mean
+    return vae.apply({"params": params["vae"]}, encode(params, state, x), method=VAE.decode), state
 
-  def init_mixture(params, state, data, key):
-    z = predict_in_chunks(encode, params, state, data["x"])
-    if config.init_mixture == "gmm":
-      fit = gmm(key, z, num_clusters, covariance="diag", uniform_weights=True)
-      mu, var, terms = fit.mu, fit.covariances, {"log_likelihood": fit.log_likelihood}
-    else:
-      fit = kmeans(key, z, num_clusters, n_init=config.kmeans_restarts)
-      mu, var, terms = fit.mu, cluster_variances(z, fit.labels, fit.mu), {"inertia": fit.inertia}
-    # Keep init's dtypes (float64 codes under x64 must not promote the mixture).
-    mixture = jax.tree.map(lambda new, old: new.astype(old.dtype), mixture_params(mu, var),
-                           params["mixture"])
-    state = {**state, "labels": fit.labels.astype(jnp.int32)}
-    return {**params, "mixture": mixture}, state, terms
+  depth = len(config.hidden)
+  spec = pretraining.AutoencoderSpec(
+      "vae", autoencode, lambda x, out: -jnp.mean(reconstruction(x, out)),
+      mean=jax.nn.sigmoid if config.likelihood == "bernoulli" else (lambda out: out),
+      output=jax.nn.sigmoid if config.likelihood == "bernoulli" else (lambda out: out),
+      encoder_layers=(*pretraining.dense_paths("encoder", depth), ("mean_head",)),
+      decoder_layers=pretraining.dense_paths("decoder", depth + 1))
+
+  def wire_mixture(params, state, start):
+    return ({**params, "mixture": mixture_params(start.mu, start.var)},
+            {**state, "labels": start.labels})
 
   def with_labels(idx, data, state, key):
     del key
@@ -296,10 +274,8 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
                        optimizer("adam", schedule, trainable={"siamese"}))
 
   phases = (
-      SGDPhase("pretrain", (Update(stateless(pretrain_loss),
-                                   optimizer("adam", config.pretrain_lr, trainable={"vae"})),),
-               config.pretrain_epochs, config.pretrain_batch_size),
-      FitPhase("mixture", init_mixture),
+      *pretraining.phases(spec, config),
+      pretraining.start_phase(encode, config, num_clusters, wire_mixture),
       SGDPhase("gamma", (Update(stateless(gamma_loss),
                                 optimizer("adam", config.gamma_lr, trainable={"gamma"})),),
                config.gamma_epochs, config.batch_size, batch=with_labels),
@@ -313,8 +289,9 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
     )
   phases += (SGDPhase("joint", (Update(stateless(joint_loss), joint_tx),), config.epochs,
                       config.batch_size, batch=neighbourhoods),)
-  return Method("dgg" if num_neighbours else "vade", num_clusters, init, phases, predict,
-                criteria, select_by="neg_elbo")
+  return Method("dgg" if num_neighbours else "vade", num_clusters,
+                pretraining.init(spec, config, init), phases, predict, criteria,
+                select_by="neg_elbo", encode=encode, autoencoder=spec.group)
 
 
 registry.register(registry.MethodSpec(

@@ -59,6 +59,8 @@ class Autoencoder(nn.Module):
     hidden: encoder hidden widths; the decoder uses them reversed.
     quadratic: the encoder first maps x to :func:`quadratic_features` (the
       decoder stays a mirror of the dense layers).
+    negative_slope: the hidden layers' LeakyReLU slope (0.2 in the CM paper;
+      0 is DEC's ReLU).
 
   Example:
     >>> ae = Autoencoder(features=64, latent=10)
@@ -72,10 +74,11 @@ class Autoencoder(nn.Module):
   latent: int
   hidden: Sequence[int] = (500, 500, 2000)
   quadratic: bool = False
+  negative_slope: float = 0.2
 
   def setup(self):
-    self.encoder = MLP((*self.hidden, self.latent))
-    self.decoder = MLP((*reversed(self.hidden), self.features))
+    self.encoder = MLP((*self.hidden, self.latent), self.negative_slope)
+    self.decoder = MLP((*reversed(self.hidden), self.features), self.negative_slope)
 
   def encode(self, x: jax.Array) -> jax.Array:
     return self.encoder(quadratic_features(x) if self.quadratic else x)

@@ -1,0 +1,74 @@
+"""A run directory's pretrained autoencoders: one ``.npz`` per run.
+
+``pretrained/run_R.npz`` holds run R's autoencoder parameters (the method's
+``Method.autoencoder`` group) as they were when its pretraining phases ended,
+one array per leaf, named by its path. Each file is written to a temporary
+name and renamed, so a crash leaves a whole file or none.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import zipfile
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from deepclust_jax.errors import InputError
+
+DIRECTORY = "pretrained"
+
+
+def path(run_dir: str | pathlib.Path, run: int) -> pathlib.Path:
+  return pathlib.Path(run_dir) / DIRECTORY / f"run_{run}.npz"
+
+
+def _name(key_path) -> str:
+  return jax.tree_util.keystr(key_path, simple=True, separator="/")
+
+
+def save(run_dir: str | pathlib.Path, runs: Sequence[int], tree: Any) -> None:
+  """Writes ``tree`` (leaves with a leading axis over ``runs``) one file per run."""
+  leaves = [(_name(p), np.asarray(leaf)) for p, leaf in jax.tree_util.tree_leaves_with_path(tree)]
+  for i, run in enumerate(runs):
+    target = path(run_dir, run)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp.npz")
+    np.savez(tmp, **{name: leaf[i] for name, leaf in leaves})
+    os.replace(tmp, target)
+
+
+def load(run_dir: str | pathlib.Path, runs: Sequence[int], like: Any) -> Any:
+  """Runs ``runs``'s saved trees, stacked, in the structure, shapes and dtypes of ``like``.
+
+  ``like`` is one run's tree (arrays or shape/dtype structs).
+
+  Raises:
+    InputError: a file is missing, unreadable, or holds other leaves or shapes.
+  """
+  paths = jax.tree_util.tree_leaves_with_path(like)
+  per_run = []
+  for run in runs:
+    file = path(run_dir, run)
+    if not file.exists():
+      raise InputError(f"{run_dir} has no pretrained autoencoder for run {run} ({file} is "
+                       "missing: its pretraining did not finish, or it has fewer runs)")
+    try:
+      with np.load(file) as saved:
+        arrays = dict(saved)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+      raise InputError(f"{file} is not a readable pretrained autoencoder ({e})") from None
+    leaves = []
+    for p, leaf in paths:
+      name = _name(p)
+      if name not in arrays or arrays[name].shape != tuple(leaf.shape):
+        found = arrays[name].shape if name in arrays else "nothing"
+        raise InputError(f"{file} does not fit this model: {name} should be "
+                         f"{tuple(leaf.shape)}, found {found}")
+      leaves.append(arrays[name].astype(leaf.dtype))
+    per_run.append(leaves)
+  stacked = [np.stack(column) for column in zip(*per_run)]
+  return jax.tree.unflatten(jax.tree.structure(like), stacked)

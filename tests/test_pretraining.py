@@ -1,0 +1,198 @@
+"""The shared pretraining and mixture start: recipes, starts, reuse through --pretrained."""
+
+from __future__ import annotations
+
+import doctest
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deepclust_jax import cli, data, methods, pipeline
+from deepclust_jax.engine import TrainOptions, train
+from deepclust_jax.errors import ConfigError, InputError
+from deepclust_jax.methods import pretraining
+
+K = 3
+QUIET = {"progress": False}
+# Small enough to compile and train in seconds; the mixture start on its own.
+SMALL = {"hidden": (16,), "latent": 4, "num_clusters": K, "kmeans_restarts": 2,
+         "pretrain_epochs": 2, "pretrain_batch_size": 50}
+STARTS = {  # every method's settings that stop right after its mixture start
+    "ae_kmeans": {},
+    "aecm": {"init": "p", "cm_epochs": 0, "epochs": 0, "centroid_encoder": "nearest"},
+    "vade": {"gamma_epochs": 0, "epochs": 0},
+    "edgam": {"epochs": 0},
+}
+
+
+@pytest.fixture(scope="module")
+def small():
+  """300 digits of classes 0-2 in [0, 1]."""
+  ds = data.load("digits")
+  keep = np.flatnonzero(ds.y < K)[:300]
+  return data.Dataset(ds.x[keep], ds.y[keep], "small_digits", K)
+
+
+def test_doctests():
+  assert doctest.testmod(pretraining).failed == 0
+
+
+def test_partition_moments_match_numpy():
+  rng = np.random.default_rng(0)
+  z, labels = rng.normal(size=(50, 3)), rng.integers(0, 4, 50)
+  labels[labels == 3] = 0  # cluster 3 is empty
+  weights, mu, var = pretraining.partition_moments(jnp.asarray(z), jnp.asarray(labels), 4)
+  for k in range(3):
+    np.testing.assert_allclose(mu[k], z[labels == k].mean(0), atol=1e-6)
+    np.testing.assert_allclose(var[k], z[labels == k].var(0), atol=1e-6)
+    np.testing.assert_allclose(weights[k], np.mean(labels == k), atol=1e-7)
+  assert float(weights[3]) == 0 and not np.asarray(var[3]).any()
+
+
+def test_variance_scaling_is_kerases_uniform_fan_in():
+  tree = {"a": {"kernel": jnp.zeros((400, 300)), "bias": jnp.ones(300)},
+          "bn": {"scale": jnp.ones(3)}}
+  new = pretraining.variance_scaling(jax.random.key(0), tree)
+  kernel = np.asarray(new["a"]["kernel"])
+  limit = 1 / np.sqrt(400)
+  assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.95 * limit
+  np.testing.assert_allclose(kernel.var(), limit**2 / 3, rtol=0.05)  # U(-l, l)
+  assert not np.asarray(new["a"]["bias"]).any()
+  np.testing.assert_array_equal(new["bn"]["scale"], 1.0)
+
+
+@pytest.mark.parametrize("recipe", ["adam", "sgd", "dec", "sdae"])
+@pytest.mark.parametrize("name", ["ae_kmeans", "vade"])
+def test_each_recipe_lowers_its_reconstruction_loss(small, name, recipe):
+  rates = {"adam": 1e-3, "sgd": 1e-2 if name == "ae_kmeans" else 1e-3, "dec": 0.5, "sdae": 0.5 if name == "ae_kmeans" else 0.05}
+  overrides = {**SMALL, **STARTS[name], "recipe": recipe, "pretrain_lr": rates[recipe],
+               "pretrain_epochs": 8, "layer_epochs": 4}
+  method = methods.build(name, shape=(64,), **overrides)
+  result = train(method, small.x, options=TrainOptions(**QUIET))
+  phases = [p.name for p in method.phases if p.name.startswith("pretrain")]
+  assert phases == (["pretrain_layer_1", "pretrain_layer_2", "pretrain"] if recipe == "sdae"
+                    else ["pretrain"])
+  for phase in phases:
+    losses = [r["terms"]["reconstruction"][0] for r in result.history if r["phase"] == phase]
+    assert losses[-1] < 0.9 * losses[0], (phase, losses)
+
+
+def test_sdae_is_refused_where_there_is_no_dense_stack():
+  with pytest.raises(ConfigError, match="recipe=sdae needs a dense"):
+    methods.build("aecm", shape=(2,), num_clusters=2, init="p", quadratic=True, recipe="sdae")
+
+
+@pytest.mark.parametrize("mixture", ["kmeans", "gmm"])
+@pytest.mark.parametrize("name", sorted(STARTS))
+def test_each_methods_start_reproduces_the_mixture_labels(small, name, mixture):
+  """Before any joint step, each method's clusters are the start's k-means (GMM) labels."""
+  if name == "aecm" and mixture == "gmm":
+    pytest.skip("AE-CM's CM takes only the means: its start is their nearest-mean partition")
+  overrides = {**SMALL, **STARTS[name], "mixture": mixture}
+  if name == "edgam":
+    overrides |= {"mixing": "learned" if mixture == "gmm" else "uniform"}
+  config = methods.resolve(name, overrides=overrides)
+  method = methods.get(name).build(config, (64,))
+  x = jnp.asarray(small.x)
+  key = jax.random.key(0)
+  params, state = method.init(key, {"x": x})
+  start = next(p for p in method.phases if p.name == "mixture")
+  params, state, _ = start.update(params, state, {"x": x}, key)
+  z = method.encode(params, state, x) if method.encode else None
+  expected = pretraining.fit_start(key, z, x, config, K)
+  if name == "vade":  # the gamma head is trained on them next: they are its state
+    np.testing.assert_array_equal(state["labels"], expected.labels)
+    np.testing.assert_allclose(params["mixture"]["mu"], expected.mu, rtol=1e-6)
+    return
+  labels = np.asarray(jnp.argmax(method.predict(params, state, x), -1))
+  np.testing.assert_array_equal(labels, expected.labels)
+
+
+def fit_small(tmp_path, name, small, out, **kwargs):
+  overrides = {**SMALL, **STARTS[name], **kwargs.pop("overrides", {})}
+  return pipeline.fit(name, small, runs=2, overrides=overrides, out=tmp_path / out,
+                      options=QUIET, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["ae_kmeans", "vade"])
+def test_pretrained_start_gives_the_same_labels(tmp_path, small, name):
+  own = fit_small(tmp_path, name, small, "own", overrides={"recipe": "dec", "pretrain_lr": 0.5})
+  saved = sorted(p.name for p in (tmp_path / "own" / "pretrained").iterdir())
+  assert saved == ["run_0.npz", "run_1.npz"]
+  # Another recipe and budget: none of it runs, the saved autoencoders stand in.
+  reused = fit_small(tmp_path, name, small, "reused", pretrained=tmp_path / "own",
+                     overrides={"pretrain_epochs": 7})
+  np.testing.assert_array_equal(reused.result.labels, own.result.labels)
+  assert reused.summary["pretrained"]["run_dir"] == str(tmp_path / "own")
+  assert "Started from the pretrained autoencoders of" in pipeline.format_summary(
+      reused.summary)
+  assert not [r for r in reused.result.history if r["phase"] == "pretrain"]
+  # The new run directory keeps what it started from, so it can serve in turn.
+  assert (tmp_path / "reused" / "pretrained" / "run_1.npz").exists()
+
+
+def test_aecm_starts_from_ae_kmeans(tmp_path, small):
+  """Paired rows: AE-CM^p from AE + k-means' autoencoders (same dense network)."""
+  fit_small(tmp_path, "ae_kmeans", small, "ae", overrides={"activation": "leaky_relu"})
+  report = fit_small(tmp_path, "aecm", small, "aecm", pretrained=tmp_path / "ae")
+  assert report.summary["pretrained"]["method"] == "ae_kmeans"
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+  """A finished ae_kmeans run on digits through the command line."""
+  out = tmp_path_factory.mktemp("cli") / "source"
+  assert cli.main(["fit", "ae_kmeans", "--dataset", "digits", "--out", str(out), "--quiet",
+                   "--set", "hidden=16", "--set", "pretrain_epochs=1"]) == 0
+  return out
+
+
+def mismatch_cases(source, tmp_path):
+  base = ["fit", "ae_kmeans", "--dataset", "digits", "--quiet", "--set", "pretrain_epochs=1"]
+  broken = tmp_path / "broken"
+  broken.mkdir()
+  (broken / "config.json").write_text("{")
+  return [
+      (base + ["--set", "hidden=32"], "its network differs"),
+      (["fit", "vade", "--dataset", "digits", "--quiet", "--set", "hidden=16"],
+       "its network differs"),
+      (["fit", "ae_kmeans", "--dataset", "iris", "--quiet", "--set", "hidden=16"],
+       "its dataset differs"),
+      (base + ["--set", "hidden=16", "--runs", "2"], "it has 1 run(s), this run needs 2"),
+      (["fit", "cm", "--dataset", "digits", "--quiet"], "has no autoencoder"),
+      (base + ["--set", "hidden=16"], "not a readable run directory", broken),
+  ]
+
+
+def test_mismatched_sources_are_refused_with_one_line(source, tmp_path, capsys):
+  for case in mismatch_cases(source, tmp_path):
+    argv, message = case[:2]
+    origin = case[2] if len(case) > 2 else source
+    code = cli.main(argv + ["--pretrained", str(origin), "--out", str(tmp_path / "x")])
+    out, err = capsys.readouterr()
+    assert code == 2, (argv, out, err)
+    assert message in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_other_data_under_the_same_name_is_refused(source, tmp_path):
+  config = json.loads((source / "config.json").read_text())
+  config["data_sha256"] = "0" * 64  # as if the files had been preprocessed otherwise
+  other = tmp_path / "other"
+  (other / "pretrained").mkdir(parents=True)
+  (other / "config.json").write_text(json.dumps(config))
+  with pytest.raises(InputError, match=r"its data \(preprocessing\) differs"):
+    pipeline.fit("ae_kmeans", "digits", overrides={"hidden": (16,)}, pretrained=other,
+                 options=QUIET)
+
+
+def test_missing_autoencoder_file_is_named(source, tmp_path):
+  import shutil
+  copy = tmp_path / "copy"
+  shutil.copytree(source, copy)
+  (copy / "pretrained" / "run_0.npz").unlink()
+  with pytest.raises(InputError, match="has no pretrained autoencoder for run 0"):
+    pipeline.fit("ae_kmeans", "digits", overrides={"hidden": (16,), "pretrain_epochs": 1},
+                 pretrained=copy, options=QUIET)
