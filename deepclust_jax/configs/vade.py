@@ -2,7 +2,7 @@
 
 Yang, Cheung, Li & Fang (2019), "Deep Clustering by Gaussian Mixture
 Variational Autoencoders with Graph Embedding", ICCV, and its supplement
-(``shared/seeds/004``): MNIST trains jointly for 300 epochs with Adam(2e-3)
+(sections 4-5; ``docs/methods.md#vade-and-dgg``): MNIST trains jointly for 300 epochs with Adam(2e-3)
 decayed by 0.9 every 10 epochs on batches of 100 anchors (the config
 defaults); the Siamese network uses N_t = 2 input-space neighbours on MNIST.
 Jiang et al. (2017), "Variational Deep Embedding", IJCAI, for VaDE.

@@ -6,7 +6,7 @@ DGG's single linear layer p -> K on the latent mean; the Siamese network has
 the encoder's shape (DGG supplement, section 5). The Gaussian mixture is not a
 module: :func:`mixture_params` makes plain arrays that sit in the params
 pytree beside the networks' parameters. There are no learned mixing weights
-(``shared/design/methods.md``, section 4): the losses take ``log_pi``, uniform
+(``docs/methods.md#vade-and-dgg``): the losses take ``log_pi``, uniform
 by default.
 
 Hidden layers are the :class:`~deepclust_jax.models.autoencoder.MLP` with
