@@ -2,7 +2,7 @@
 
 "Streamlining EM into Auto-Encoder Networks" (EDGaM). Only the paper's
 appendix is available (seeds 000 and 002); the equations are the
-RECONSTRUCTION of the project's design note on the methods, section 2,
+RECONSTRUCTION written down in ``docs/methods.md#edgam``, section "EDGaM",
 implemented by :mod:`deepclust_jax.losses.edgam`, whose docstrings say which
 part of each the appendix fixes. The auto-encoders are Table 1's
 (:mod:`deepclust_jax.models.edgam`).
@@ -14,7 +14,7 @@ beta2 initialised to 0.9, the reweighting with Delta = 3, the skip-connection
 reconstruction, the eta of Table 2 (the presets below), Glorot-uniform weights
 and centroids (E.1), Adam (D), batches of 128 (F, its timing protocol).
 
-Reconstructed or ours, not the appendix's: every formula (the design note),
+Reconstructed or ours, not the appendix's: every formula (``docs/methods.md#edgam``),
 the named switches that select the alternatives, and the schedule, of which
 the appendix says nothing beyond "centroids and network weights are learned
 jointly by SGD" and "we initialize the centroids as usual":
@@ -95,7 +95,7 @@ class EDGaMConfig(pretraining.PretrainConfig):
     hidden: the MLP encoder's hidden widths (the decoder reverses them).
     dropout: the MLP's input dropout rate.
     covariance: "diag" or "isotropic" mixture covariances.
-    mixing: "learned" mixing logits (the design note) or "uniform" weights
+    mixing: "learned" mixing logits (the reconstruction, ``docs/methods.md#edgam``) or "uniform" weights
       (ours): no M-step anchors the learned ones, and SGD drifts them toward
       the largest cluster, which then swallows the others.
     correction: "stopgrad" (targets held constant in eq. (7)) or "full".
