@@ -46,7 +46,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from deepclust_jax import engine, methods
 from deepclust_jax.errors import DeepclustError, InputError, unknown
-from deepclust_jax.pipeline import Model
+from deepclust_jax.pipeline import Model, check_pretrained, data_digest
 
 _K1 = ("fits with n_clusters=1, which is refused (2 <= K <= N is checked before "
        "training, as on the command line: one cluster is no clustering); "
@@ -74,7 +74,7 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 # Registry names whose class name is not simply the upper-cased name.
-_CLASS_NAMES = {"kmeans": "KMeans", "vade": "VaDE", "edgam": "EDGaM"}
+_CLASS_NAMES = {"kmeans": "KMeans", "vade": "VaDE", "edgam": "EDGaM", "ae_kmeans": "AEKMeans"}
 _CLASSES: dict[str, type] = {}
 
 
@@ -116,6 +116,9 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
       None draws s from numpy's global generator.
     sample_shape: the shape of one sample, e.g. ``(28, 28, 1)`` for image
       methods (rows of X are flattened row-major); None is ``(D,)``.
+    pretrained: a run directory (``deepclust fit ... --out DIR``) of an
+      autoencoder method fitted on the same X and network: its pretrained
+      autoencoders replace this method's pretraining (``--pretrained``).
     **config: fields of the method's config (``epochs``, ``alpha``, ...).
 
   Attributes:
@@ -128,15 +131,17 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
 
   def __init__(self, method: str = "kmeans", n_clusters: int = 8, *, n_runs: int = 1,
                random_state: Any = None, sample_shape: Sequence[int] | None = None,
-               **config: Any):
+               pretrained: str | None = None, **config: Any):
     self.method = method
-    self._assign(n_clusters, n_runs, random_state, sample_shape, config)
+    self._assign(n_clusters, n_runs, random_state, sample_shape, pretrained, config)
 
-  def _assign(self, n_clusters, n_runs, random_state, sample_shape, config) -> None:
+  def _assign(self, n_clusters, n_runs, random_state, sample_shape, pretrained,
+              config) -> None:
     self.n_clusters = n_clusters
     self.n_runs = n_runs
     self.random_state = random_state
     self.sample_shape = sample_shape
+    self.pretrained = pretrained
     # Which attributes are config fields, for get_params of the generic class.
     self._config_keys = tuple(config)
     for key, value in config.items():
@@ -184,8 +189,12 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
     if math.prod(shape) != x.shape[1]:
       raise InputError(f"sample_shape={shape} does not have the {x.shape[1]} features of X")
     config = self._config(x.shape[0], shape)
+    method = methods.get(self.method).build(config, shape)
+    if self.pretrained is not None:
+      check_pretrained(self.pretrained, method, method=self.method, runs=self.n_runs,
+                       network=config.network(), data_sha256=data_digest(np.asarray(x)))
     options = engine.TrainOptions(runs=self.n_runs, seed=self._seed(), progress=False)
-    result = engine.train(methods.get(self.method).build(config, shape), x, options=options)
+    result = engine.train(method, x, options=options, pretrained=self.pretrained)
     self.model_ = Model.from_result(self.method, config, shape, result)
     self.selected_run_ = self.model_.run
     self.labels_ = result.labels[self.selected_run_]
@@ -234,11 +243,12 @@ def estimator_class(name: str) -> type[DeepClusterer]:
   defaults = _fields(name)
 
   def __init__(self, n_clusters=8, *, n_runs=1, random_state=None, sample_shape=None,
-               **config):
+               pretrained=None, **config):
     for key in config:
       if key not in defaults:
         raise unknown(f"{name} config key", key, defaults)
-    self._assign(n_clusters, n_runs, random_state, sample_shape, {**defaults, **config})
+    self._assign(n_clusters, n_runs, random_state, sample_shape, pretrained,
+                 {**defaults, **config})
 
   own = [p for p in inspect.signature(DeepClusterer.__init__).parameters.values()
          if p.name not in ("method", "config")]

@@ -123,7 +123,9 @@ def fit(
   if model.autoencoder is not None:
     resolved |= {"network": config.network(), "data_sha256": data_digest(ds.x)}
   if pretrained is not None:
-    resolved["pretrained"] = _check_pretrained(pathlib.Path(pretrained), resolved, model)
+    resolved["pretrained"] = check_pretrained(
+        pretrained, model, method=method, runs=runs, network=resolved.get("network"),
+        data_sha256=resolved.get("data_sha256"), dataset=ds.name)
     n_pre = model.pretrain_phases
     skipped = {phase.name for phase in model.phases[:n_pre]}
     resolved["budget"] = [{**b, "from": str(pretrained)} if b["phase"] in skipped else b
@@ -165,14 +167,20 @@ def data_digest(x: np.ndarray) -> str:
   return digest.hexdigest()
 
 
-def _check_pretrained(source: pathlib.Path, resolved: dict, model: Method) -> dict[str, Any]:
-  """What ``source`` pretrained, after checking it can start this run.
+def check_pretrained(source: str | pathlib.Path, model: Method, *, method: str, runs: int,
+                     network: Any, data_sha256: str | None, dataset: str | None = None
+                     ) -> dict[str, Any]:
+  """What run directory ``source`` pretrained, after checking it can start ``runs``
+  runs of ``model`` (registered as ``method``) on the data of digest ``data_sha256``.
+
+  ``dataset`` (None: not checked, as for the estimators) must be the source's.
 
   Raises:
     InputError: one line naming what is missing or what differs.
   """
+  source = pathlib.Path(source)
   if model.autoencoder is None:
-    raise InputError(f"--pretrained: method {resolved['method']!r} has no autoencoder "
+    raise InputError(f"--pretrained: method {method!r} has no autoencoder "
                      "to start from a pretrained one")
   try:
     saved = json.loads((source / "config.json").read_text())
@@ -180,14 +188,16 @@ def _check_pretrained(source: pathlib.Path, resolved: dict, model: Method) -> di
     raise InputError(f"--pretrained {source}: not a readable run directory ({e})") from None
   if "network" not in saved:
     raise InputError(f"--pretrained {source}: that run trains no autoencoder to start from")
+  ours = {"dataset": dataset, "data_sha256": data_sha256,
+          "network": json.loads(json.dumps(network))}
   for key, what in (("dataset", "dataset"), ("data_sha256", "data (preprocessing)"),
                     ("network", "network")):
-    if saved.get(key) != resolved[key]:
+    if ours[key] is not None and saved.get(key) != ours[key]:
       raise InputError(f"--pretrained {source}: its {what} differs from this run's "
-                       f"(it has {saved.get(key)}, this run {resolved[key]})")
-  if saved["runs"] < resolved["runs"]:
+                       f"(it has {saved.get(key)}, this run {ours[key]})")
+  if saved["runs"] < runs:
     raise InputError(f"--pretrained {source}: it has {saved['runs']} run(s), this run "
-                     f"needs {resolved['runs']}")
+                     f"needs {runs}")
   config = saved["config"]
   return {"run_dir": str(source), "method": saved["method"], "seed": saved["seed"],
           "recipe": config.get("recipe"), "pretrain_epochs": config.get("pretrain_epochs")}
@@ -202,8 +212,8 @@ def _check_resumable(run_dir: pathlib.Path, resolved: dict, resume: bool) -> Non
                      "or choose another --out directory")
   saved = json.loads(config_path.read_text())
   keys = ("method", "dataset", "runs", "seed", "config", "pretrained")
-  if any(saved.get(k) != resolved[k] for k in keys):
-    diff = [k for k in keys if saved.get(k) != resolved[k]]
+  diff = [k for k in keys if saved.get(k) != resolved.get(k)]
+  if diff:
     raise InputError(f"cannot resume {run_dir}: its {', '.join(diff)} differ from "
                      "this command's")
 

@@ -107,7 +107,8 @@ def test_a_class_per_registered_method():
     fields = [f.name for f in dataclasses.fields(methods.get(name).config)
               if f.name != "num_clusters"]
     parameters = list(inspect.signature(cls).parameters)
-    assert parameters == ["n_clusters", "n_runs", "random_state", "sample_shape", *fields]
+    assert parameters == ["n_clusters", "n_runs", "random_state", "sample_shape", "pretrained",
+                          *fields]
     assert set(cls().get_params()) == set(parameters)
   assert (estimators.AECM.__name__, estimators.KMeans.__name__) == ("AECM", "KMeans")
 
@@ -170,7 +171,8 @@ def test_pipeline_with_standard_scaler():
 def test_generic_estimator_params_and_clone():
   est = estimators.DeepClusterer("cm", n_clusters=3, alpha=2.0)
   assert est.get_params() == {"method": "cm", "n_clusters": 3, "n_runs": 1,
-                              "random_state": None, "sample_shape": None, "alpha": 2.0}
+                              "random_state": None, "sample_shape": None, "pretrained": None,
+                              "alpha": 2.0}
   est.set_params(epochs=4, n_runs=2)
   assert (est.epochs, est.n_runs) == (4, 2)
   assert clone(est).get_params() == est.get_params()

@@ -285,14 +285,14 @@ def test_cm_init_p_is_one_lloyd_step_from_kmeanspp_seeds():
 def test_aecm_init_p_runs_four_phases_and_ends_with_averaging_epoch(trained):
   ds, method, result = trained("aecm")
   assert ds.name == "digits"
-  assert [p.name for p in method.phases] == ["pretrain", "kmeans", "cm", "joint"]
+  assert [p.name for p in method.phases] == ["pretrain", "mixture", "cm", "joint"]
   assert isinstance(method.phases[1], FitPhase)
   assert all(isinstance(method.phases[i], SGDPhase) for i in (0, 2, 3))
   assert [(r["phase"], r["epoch"]) for r in result.history] == [
-      ("pretrain", 1), ("pretrain", 2), ("kmeans", 1), ("cm", 1),
+      ("pretrain", 1), ("pretrain", 2), ("mixture", 1), ("cm", 1),
       ("joint", 1), ("joint", 2), ("joint", 3)]  # joint 3: the averaging epoch
   assert [r["global_epoch"] for r in result.history] == list(range(1, 8))
-  assert set(result.history[0]["terms"]) == {"loss", "mse"}
+  assert set(result.history[0]["terms"]) == {"loss", "reconstruction"}
   assert "inertia" in result.history[2]["terms"]
   assert {"e1", "e2", "e3", "e4"} <= set(result.history[3]["terms"])
   chex.assert_shape(result.params["cm"]["decoder"]["kernel"], (RUNS, 10, 4))

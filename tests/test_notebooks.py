@@ -28,6 +28,9 @@ from jupyter_client.manager import AsyncKernelManager  # noqa: E402
 NOTEBOOKS = pathlib.Path(__file__).resolve().parents[1] / "notebooks"
 KERNEL = "deepclust-test"
 SMALL_ENV = {"DEEPCLUST_NOTEBOOK_SMALL": "1"}
+# The benchmark files where this checkout has them beside it (as in CI); else digits.
+if (DATA := pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets").is_dir():
+  SMALL_ENV["DEEPCLUST_DATA"] = str(DATA)
 # Wall-clock budget of one whole notebook in small mode, kernel start included.
 BUDGET_S = {"cm_q_function.ipynb": 180.0, "dgg_graph.ipynb": 300.0,
             "edgam_streamlined_em.ipynb": 180.0, "nmm_em_2d.ipynb": 180.0}

@@ -133,7 +133,16 @@ class DGGConfig(VaDEConfig):
 
 
 def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
-  """VaDE (``num_neighbours == 0``) or DGG as pure pieces; samples of ``shape`` are flattened."""
+  """VaDE (``num_neighbours == 0``) or DGG as pure pieces; samples of ``shape`` are flattened.
+
+  Example:
+    >>> config = registry.resolve("vade", overrides={"num_clusters": 3, "hidden": (8,)})
+    >>> [phase.name for phase in build(config, (64,)).phases]
+    ['pretrain', 'mixture', 'gamma', 'joint']
+    >>> config = registry.resolve("dgg", overrides={"num_clusters": 3, "hidden": (8,)})
+    >>> [phase.name for phase in build(config, (64,)).phases]
+    ['pretrain', 'mixture', 'gamma', 'input_graph', 'siamese', 'graph', 'joint']
+  """
   num_clusters, num_neighbours = config.num_clusters, config.num_neighbours
   vae = VAE(math.prod(shape), config.latent, config.hidden)
   head = GammaHead(num_clusters)
