@@ -34,6 +34,7 @@ from deepclust_jax import data as data_lib
 from deepclust_jax import methods
 from deepclust_jax.engine import (Method, TrainOptions, TrainResult, budget, collapsed_runs,
                                   predict_in_chunks, select_run, train)
+from deepclust_jax.engine.pretrained import leaves_by_path
 from deepclust_jax.errors import DeepclustError, InputError, ModelError
 from deepclust_jax.metrics import evaluate
 from deepclust_jax.validation import check_data
@@ -357,12 +358,6 @@ def chosen_run(result: TrainResult) -> int:
   return select_run(np.zeros(result.labels.shape[0]), result.collapsed)
 
 
-def _leaves(tree: Any) -> dict[str, Any]:
-  """``{"cm/encoder/kernel": leaf, ...}``: the leaves of ``tree`` by path."""
-  return {jax.tree_util.keystr(path, simple=True, separator="/"): leaf
-          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
-
-
 class Model:
   """One trained run of a method, ready to cluster new data.
 
@@ -449,8 +444,8 @@ class Model:
   def save(self, path: str | pathlib.Path) -> None:
     """Writes params, state and which method and run they are to an ``.npz`` file."""
     meta = {"method": self.method, "run": self.run}
-    arrays = {**{f"params/{k}": v for k, v in _leaves(self.params).items()},
-              **{f"state/{k}": v for k, v in _leaves(self.state).items()}}
+    arrays = {**{f"params/{k}": v for k, v in leaves_by_path(self.params).items()},
+              **{f"state/{k}": v for k, v in leaves_by_path(self.state).items()}}
     np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
 
 
@@ -509,8 +504,8 @@ def load(run_dir: str | pathlib.Path, method: str | None = None) -> Model:
     raise ModelError(f"{run_dir}/config.json is incomplete ({e!r})") from None
   params, state = jax.eval_shape(methods.get(name).build(config, shape).init,
                                  jax.random.key(0), {"x": x})
-  expected = {**{f"params/{k}": v for k, v in _leaves(params).items()},
-              **{f"state/{k}": v for k, v in _leaves(state).items()}}
+  expected = {**{f"params/{k}": v for k, v in leaves_by_path(params).items()},
+              **{f"state/{k}": v for k, v in leaves_by_path(state).items()}}
   wrong = sorted(k for k in set(expected) | set(arrays)
                  if k not in arrays or k not in expected or arrays[k].shape != expected[k].shape)
   if wrong:

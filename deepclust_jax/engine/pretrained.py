@@ -26,13 +26,18 @@ def path(run_dir: str | pathlib.Path, run: int) -> pathlib.Path:
   return pathlib.Path(run_dir) / DIRECTORY / f"run_{run}.npz"
 
 
-def _name(key_path) -> str:
-  return jax.tree_util.keystr(key_path, simple=True, separator="/")
+def leaves_by_path(tree: Any) -> dict[str, Any]:
+  """``{"cm/encoder/kernel": leaf, ...}``: the leaves of ``tree`` named by path, in order.
+
+  The names of the arrays of every ``.npz`` a run directory holds.
+  """
+  return {jax.tree_util.keystr(path, simple=True, separator="/"): leaf
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
 
 
 def save(run_dir: str | pathlib.Path, runs: Sequence[int], tree: Any) -> None:
   """Writes ``tree`` (leaves with a leading axis over ``runs``) one file per run."""
-  leaves = [(_name(p), np.asarray(leaf)) for p, leaf in jax.tree_util.tree_leaves_with_path(tree)]
+  leaves = [(name, np.asarray(leaf)) for name, leaf in leaves_by_path(tree).items()]
   for i, run in enumerate(runs):
     target = path(run_dir, run)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -49,7 +54,7 @@ def load(run_dir: str | pathlib.Path, runs: Sequence[int], like: Any) -> Any:
   Raises:
     InputError: a file is missing, unreadable, or holds other leaves or shapes.
   """
-  paths = jax.tree_util.tree_leaves_with_path(like)
+  expected = leaves_by_path(like)
   per_run = []
   for run in runs:
     file = path(run_dir, run)
@@ -62,8 +67,7 @@ def load(run_dir: str | pathlib.Path, runs: Sequence[int], like: Any) -> Any:
     except (OSError, ValueError, zipfile.BadZipFile) as e:
       raise InputError(f"{file} is not a readable pretrained autoencoder ({e})") from None
     leaves = []
-    for p, leaf in paths:
-      name = _name(p)
+    for name, leaf in expected.items():
       if name not in arrays or arrays[name].shape != tuple(leaf.shape):
         found = arrays[name].shape if name in arrays else "nothing"
         raise InputError(f"{file} does not fit this model: {name} should be "
