@@ -14,7 +14,8 @@
 #      outside the project, default /tmp/peers; the TensorFlow 2.21 venv $PEERS_DIR/venv is
 #      shared with ../shared/peers/side_by_side.sh and made once, a few minutes), DATA_DIR
 #      (default ../shared/datasets, holding mnist/*.gz IDX files), SIDES (default
-#      "official ours"; e.g. SIDES=official times DEC's side alone), CPUS (optional taskset
+#      "official ours ours_bf16": ours with float32 and with bfloat16 matmul operands,
+#      --set matmul_dtype=...; e.g. SIDES=official times DEC's side alone), CPUS (optional taskset
 #      list, e.g. 0-7, pinning both sides to the same cores).
 # DEC's code is exported from the mirror into $PEERS_DIR/DEC-keras and patched there at run
 # time by experiments/side_by_side_dec_patch.py (it lists each edit and why: tf_keras imports
@@ -29,7 +30,8 @@
 #              XLA compilation, is not a difference, so it drops out); scoring and checkpoints
 #              are off in between (--eval-every/--checkpoint-every 1000).
 # Output: the CPU and thread settings, per round each side's seconds per epoch, the medians
-# over rounds, and a last line `ours/official = X.XX` (below 1: ours is faster).
+# over rounds, and the lines `ours/official = X.XX` and `ours bfloat16/official = X.XX`
+# (below 1: ours is faster).
 set -euo pipefail
 E=${1:-3}; ROUNDS=${2:-2}
 [ "$E" -ge 2 ] || { echo "E must be >= 2 (epoch 1 is dropped)" >&2; exit 2; }
@@ -38,12 +40,12 @@ cd "$HERE/.."
 PEERS=${PEERS_DIR:-/tmp/peers}; VENV=$PEERS/venv; COPY=$PEERS/DEC-keras; LOGS=$PEERS/logs/dec
 DATA=${DATA_DIR:-../shared/datasets}
 MNIST=$(cd "$DATA/mnist" && pwd)
-SIDES=${SIDES:-official ours}
+SIDES=${SIDES:-official ours ours_bf16}
 MIRROR=${DEC_MIRROR:?set DEC_MIRROR to a git clone or bare mirror of github.com/XifengGuo/DEC-keras}
 [ -d "$MIRROR/.git" ] && MIRROR=$MIRROR/.git   # a working clone rather than a bare mirror
 DC=${DEEPCLUST:-$(command -v deepclust || echo .venv/bin/deepclust)}
 PIN=(); [ -n "${CPUS:-}" ] && PIN=(taskset -c "$CPUS")
-case " $SIDES " in *" ours "*)
+case " $SIDES " in *" ours"*)
   [ -x "$DC" ] || { echo "no deepclust at $DC (install the project or set DEEPCLUST)" >&2; exit 2; } ;;
 esac
 git --git-dir="$MIRROR" rev-parse -q --verify HEAD >/dev/null || { echo "no git mirror at $MIRROR" >&2; exit 3; }
@@ -91,33 +93,37 @@ official() {  # round -> seconds per epoch
       --dataset mnist --pretrain_epochs "$E" --save_dir "$save" ) >"$log" 2>&1 || true
   v=$(med_official "$log"); complain "$v" official "$log"; echo "$v"
 }
-ours() {
-  local log=$LOGS/ours_$1.log run=$LOGS/ours_$1 v
+ours() {  # round, matmul dtype -> seconds per epoch
+  local log=$LOGS/ours_$2_$1.log run=$LOGS/ours_$2_$1 v
   rm -rf "$run"
   "${PIN[@]}" "$DC" fit ae_kmeans --dataset mnist --data-dir "$DATA" --set recipe=dec \
-      --set pretrain_epochs="$E" --eval-every 1000 --checkpoint-every 1000 --quiet --out "$run" \
-      >"$log" 2>&1 || true
+      --set pretrain_epochs="$E" --set matmul_dtype="$2" --eval-every 1000 \
+      --checkpoint-every 1000 --quiet --out "$run" >"$log" 2>&1 || true
   v=$(med_ours "$run/history.jsonl"); complain "$v" ours "$log"; echo "$v"
 }
 
-all_off=""; all_our=""
+all_off=""; all_our=""; all_bf16=""
 for r in $(seq "$ROUNDS"); do
   for side in $SIDES; do
     case $side in
       official) v=$(official "$r"); all_off+=" $v"
                 echo "round $r official DEC-keras pretrain, $E epochs: $v s/epoch" ;;
-      ours)     v=$(ours "$r"); all_our+=" $v"
+      ours)     v=$(ours "$r" float32); all_our+=" $v"
                 echo "round $r ours     ae_kmeans pretrain, $E epochs: $v s/epoch" ;;
+      ours_bf16) v=$(ours "$r" bfloat16); all_bf16+=" $v"
+                echo "round $r ours, matmul_dtype=bfloat16, $E epochs: $v s/epoch" ;;
       *) echo "unknown side $side in SIDES" >&2; exit 2 ;;
     esac
   done
 done
-python3 - "$all_off" "$all_our" <<'PY'
+python3 - "$all_off" "$all_our" "$all_bf16" <<'PY'
 import math, statistics, sys
 def med(s):
     v = [float(x) for x in s.split()]
     return statistics.median(v) if v and not any(math.isnan(x) for x in v) else float("nan")
-off, our = med(sys.argv[1]), med(sys.argv[2])
-print("median over rounds: official %.3f s/epoch, ours %.3f s/epoch" % (off, our))
-print("ours/official = %.2f" % (our / off if off == off and our == our else float("nan")))
+off, our, bf16 = med(sys.argv[1]), med(sys.argv[2]), med(sys.argv[3])
+print("median over rounds: official %.3f s/epoch, ours %.3f s/epoch, ours bfloat16 %.3f s/epoch"
+      % (off, our, bf16))
+print("ours/official = %.2f" % (our / off))
+print("ours bfloat16/official = %.2f" % (bf16 / off))
 PY

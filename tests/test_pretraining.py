@@ -13,7 +13,7 @@ import pytest
 from deepclust_jax import cli, data, estimators, methods, pipeline
 from deepclust_jax.engine import TrainOptions, train
 from deepclust_jax.errors import ConfigError, InputError
-from deepclust_jax.methods import pretraining
+from deepclust_jax.methods import aecm, pretraining
 
 K = 3
 QUIET = {"progress": False}
@@ -213,3 +213,34 @@ def test_missing_autoencoder_file_is_named(source, tmp_path):
   with pytest.raises(InputError, match="has no pretrained autoencoder for run 0"):
     pipeline.fit("ae_kmeans", "digits", overrides={"hidden": (16,), "pretrain_epochs": 1},
                  pretrained=copy, options=QUIET)
+
+
+def test_bfloat16_matmuls_keep_float32_parameters_and_track_float32(small):
+  """Mixed precision: same parameters, float32 outputs and gradients within bfloat16's rounding."""
+  x = jnp.asarray(small.x[:64])
+  f32, spec = aecm.autoencoder(methods.resolve("ae_kmeans", overrides={"hidden": (32,)}), (64,))
+  bf16, _ = aecm.autoencoder(
+      methods.resolve("ae_kmeans", overrides={"hidden": (32,), "matmul_dtype": "bfloat16"}),
+      (64,))
+  params = f32.init(jax.random.key(0), x)["params"]
+  assert jax.tree.map(jnp.shape, bf16.init(jax.random.key(0), x)["params"]) == jax.tree.map(
+      jnp.shape, params)
+
+  def loss(model, params):
+    return spec.loss(x, model.apply({"params": params}, x)[1])
+
+  (l32, g32), (l16, g16) = (jax.value_and_grad(loss, argnums=1)(m, params) for m in (f32, bf16))
+  assert l16.dtype == jnp.float32 and {g.dtype for g in jax.tree.leaves(g16)} == {np.dtype("float32")}
+  np.testing.assert_allclose(l16, l32, rtol=2e-2)
+  for a, b in zip(jax.tree.leaves(g16), jax.tree.leaves(g32)):
+    assert np.linalg.norm(a - b) <= 0.05 * np.linalg.norm(b) + 1e-6
+  assert float(l16) != float(l32)  # the operands were rounded
+
+
+def test_bfloat16_matmuls_train(small):
+  overrides = {**SMALL, "recipe": "dec", "pretrain_lr": 0.5, "pretrain_epochs": 8,
+               "matmul_dtype": "bfloat16"}
+  result = train(methods.build("ae_kmeans", shape=(64,), **overrides), small.x,
+                 options=TrainOptions(**QUIET))
+  losses = [r["terms"]["reconstruction"][0] for r in result.history if r["phase"] == "pretrain"]
+  assert losses[-1] < 0.9 * losses[0], losses

@@ -129,7 +129,7 @@ def autoencoder(config, shape: tuple[int, ...]) -> tuple[Autoencoder, pretrainin
   their sum, so their SGD rates are for this scale).
   """
   ae = Autoencoder(math.prod(shape), config.latent, config.hidden, config.quadratic,
-                   SLOPES[config.activation])
+                   SLOPES[config.activation], config.matmul_dtype)
 
   def apply(params, state, x, key):
     del key

@@ -44,6 +44,7 @@ from deepclust_jax.baselines import gmm, kmeans
 from deepclust_jax.engine import FitPhase, Phase, SGDPhase, Update, predict_in_chunks
 from deepclust_jax.engine.method import Data, Params, State
 from deepclust_jax.methods.common import optimizer, require
+from deepclust_jax.models.autoencoder import MatmulDtype
 
 Recipe = Literal["adam", "sgd", "dec", "sdae"]
 Path = tuple[str, ...]
@@ -68,6 +69,11 @@ class PretrainConfig:
       "inputs", each cluster's mean code and code variance then being its
       Gaussian.
     kmeans_restarts: k-means++ restarts (also the GMM's k-means start).
+    matmul_dtype: the dtype of the dense layers' products' operands, in every
+      phase: "float32", or "bfloat16" for mixed precision (float32
+      parameters and accumulation; about twice the matmul speed on CPUs with
+      AVX512-BF16 and on accelerators; see
+      :func:`~deepclust_jax.models.autoencoder.dot_general`).
   """
 
   recipe: Recipe = "adam"
@@ -81,6 +87,7 @@ class PretrainConfig:
   mixture: Literal["kmeans", "gmm"] = "kmeans"
   mixture_space: Literal["codes", "inputs"] = "codes"
   kmeans_restarts: int = 10
+  matmul_dtype: MatmulDtype = "float32"
 
   def validate_pretraining(self) -> None:
     """Range checks of the shared keys (each method's ``validate`` calls it)."""

@@ -144,7 +144,7 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
     ['pretrain', 'mixture', 'gamma', 'input_graph', 'siamese', 'graph', 'joint']
   """
   num_clusters, num_neighbours = config.num_clusters, config.num_neighbours
-  vae = VAE(math.prod(shape), config.latent, config.hidden)
+  vae = VAE(math.prod(shape), config.latent, config.hidden, config.matmul_dtype)
   head = GammaHead(num_clusters)
   siamese = Siamese(config.latent, config.hidden)
 

@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from deepclust_jax.models.cm import glorot, glorot_normal_bias
+
+
+MatmulDtype = Literal["float32", "bfloat16"]
+
+
+def dot_general(matmul_dtype: MatmulDtype) -> Callable[..., jax.Array]:
+  """A ``lax.dot_general`` whose operands are cast to ``matmul_dtype``.
+
+  ``"bfloat16"`` is mixed precision: parameters, activations and the
+  accumulation stay float32, only the products' operands are rounded to
+  bfloat16 (8 bits of mantissa). CPUs with AVX512-BF16 (or AMX) and
+  accelerators multiply such operands about twice as fast; the gradients are
+  products of the same kind.
+
+  Example:
+    >>> a = jnp.full((2, 3), 1.001)
+    >>> dims = (((1,), (0,)), ((), ()))
+    >>> exact, mixed = dot_general("float32")(a, a.T, dims), dot_general("bfloat16")(a, a.T, dims)
+    >>> round(float(exact[0, 0]), 4), float(mixed[0, 0]), mixed.dtype  # 1.001 rounds to 1
+    (3.006, 3.0, dtype('float32'))
+  """
+  if matmul_dtype == "float32":
+    return lax.dot_general
+  dtype = jnp.dtype(matmul_dtype)
+
+  def dot(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+    del preferred_element_type  # always the float32 of the parameters
+    return lax.dot_general(lhs.astype(dtype), rhs.astype(dtype), dimension_numbers,
+                           precision=precision, preferred_element_type=jnp.float32)
+
+  return dot
 
 
 class MLP(nn.Module):
@@ -19,16 +52,18 @@ class MLP(nn.Module):
   Attributes:
     features: widths of the layers, the last one is the output.
     negative_slope: LeakyReLU slope (0.2 in the CM paper).
+    matmul_dtype: the dtype of the products' operands (:func:`dot_general`).
   """
 
   features: Sequence[int]
   negative_slope: float = 0.2
+  matmul_dtype: MatmulDtype = "float32"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     for i, width in enumerate(self.features):
       x = nn.Dense(width, kernel_init=glorot, bias_init=glorot_normal_bias,
-                   name=f"dense_{i}")(x)
+                   dot_general=dot_general(self.matmul_dtype), name=f"dense_{i}")(x)
       if i + 1 < len(self.features):
         x = nn.leaky_relu(x, self.negative_slope)
     return x
@@ -61,6 +96,7 @@ class Autoencoder(nn.Module):
       decoder stays a mirror of the dense layers).
     negative_slope: the hidden layers' LeakyReLU slope (0.2 in the CM paper;
       0 is DEC's ReLU).
+    matmul_dtype: the dtype of the products' operands (:func:`dot_general`).
 
   Example:
     >>> ae = Autoencoder(features=64, latent=10)
@@ -75,10 +111,12 @@ class Autoencoder(nn.Module):
   hidden: Sequence[int] = (500, 500, 2000)
   quadratic: bool = False
   negative_slope: float = 0.2
+  matmul_dtype: MatmulDtype = "float32"
 
   def setup(self):
-    self.encoder = MLP((*self.hidden, self.latent), self.negative_slope)
-    self.decoder = MLP((*reversed(self.hidden), self.features), self.negative_slope)
+    self.encoder = MLP((*self.hidden, self.latent), self.negative_slope, self.matmul_dtype)
+    self.decoder = MLP((*reversed(self.hidden), self.features), self.negative_slope,
+                       self.matmul_dtype)
 
   def encode(self, x: jax.Array) -> jax.Array:
     return self.encoder(quadratic_features(x) if self.quadratic else x)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
-from deepclust_jax.models.autoencoder import MLP
+from deepclust_jax.models.autoencoder import MLP, MatmulDtype
 from deepclust_jax.models.cm import glorot, glorot_normal_bias
 from deepclust_jax.models.conv import conv_general_dilated
 
@@ -47,6 +47,8 @@ class EDGaMAutoencoder(nn.Module):
     latent: p, code width (10 in Table 1).
     hidden: encoder hidden widths; the decoder uses them reversed.
     dropout: rate of the input dropout.
+    matmul_dtype: the dtype of the products' operands
+      (:func:`~deepclust_jax.models.autoencoder.dot_general`).
 
   Example:
     >>> ae = EDGaMAutoencoder(features=16, hidden=(32, 32, 64))
@@ -62,12 +64,13 @@ class EDGaMAutoencoder(nn.Module):
   latent: int = 10
   hidden: Sequence[int] = (500, 500, 2000)
   dropout: float = 0.25
+  matmul_dtype: MatmulDtype = "float32"
 
   def setup(self):
     self.input_dropout = nn.Dropout(self.dropout)
     # negative_slope=0: LeakyReLU(0) is Table 1's ReLU.
-    self.encoder = MLP((*self.hidden, self.latent), negative_slope=0.0)
-    self.decoder = MLP((*reversed(self.hidden), self.features), negative_slope=0.0)
+    self.encoder = MLP((*self.hidden, self.latent), 0.0, self.matmul_dtype)
+    self.decoder = MLP((*reversed(self.hidden), self.features), 0.0, self.matmul_dtype)
 
   def encode(self, x: jax.Array, train: bool = False) -> jax.Array:
     return self.encoder(self.input_dropout(x, deterministic=not train))

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from deepclust_jax.losses.vade import VARIANCE_FLOOR
-from deepclust_jax.models.autoencoder import MLP
+from deepclust_jax.models.autoencoder import MLP, MatmulDtype
 from deepclust_jax.models.cm import glorot
 
 
@@ -53,6 +53,8 @@ class VAE(nn.Module):
     features: d, input width.
     latent: p, code width.
     hidden: encoder hidden widths; the decoder uses them reversed.
+    matmul_dtype: the dtype of the hidden layers' products' operands
+      (:func:`~deepclust_jax.models.autoencoder.dot_general`).
 
   Example:
     >>> vae = VAE(features=6, latent=2, hidden=(5, 4))
@@ -66,12 +68,13 @@ class VAE(nn.Module):
   features: int
   latent: int = 10
   hidden: Sequence[int] = (500, 500, 2000)
+  matmul_dtype: MatmulDtype = "float32"
 
   def setup(self):
-    self.encoder = MLP(tuple(self.hidden), negative_slope=0.0)
+    self.encoder = MLP(tuple(self.hidden), 0.0, self.matmul_dtype)
     self.mean_head = nn.Dense(self.latent, kernel_init=glorot)
     self.logvar_head = nn.Dense(self.latent, kernel_init=glorot)
-    self.decoder = MLP((*reversed(self.hidden), self.features), negative_slope=0.0)
+    self.decoder = MLP((*reversed(self.hidden), self.features), 0.0, self.matmul_dtype)
 
   def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     """``(z_mean, z_logvar)``, the parameters of ``q(z|x)``."""
