@@ -33,10 +33,32 @@ def _datasets(args: argparse.Namespace) -> None:
 
 
 def _methods(args: argparse.Namespace) -> None:
-  del args
   from deepclust_jax import methods
-  _print_table([("name", "summary")] + [(n, methods.get(n).summary)
-                                         for n in methods.names()])
+  if args.name is None:
+    _print_table([("name", "summary")] + [(n, methods.get(n).summary)
+                                           for n in methods.names()])
+    return
+  num_classes, shape = 10, (28, 28, 1)
+  if args.dataset is not None:
+    from deepclust_jax import data
+    spec = data.get(args.dataset)
+    num_classes = spec.num_classes
+    shape = spec.image_shape or (spec.num_features or 8,)
+  d = methods.registry.describe(args.name, args.dataset,
+                                overrides=methods.parse_overrides(args.set),
+                                num_classes=num_classes, shape=shape)
+  where = f" (preset of {args.dataset})" if args.dataset else ""
+  print(f"{d.name}: {d.summary}\n")
+  print(f"config keys (--set KEY=VALUE), default and value{where}; * where they differ:")
+  _print_table([("  key", "default", "value")] + [
+      (f"  {k}", repr(default), repr(value) + ("" if value == default else "  *"))
+      for k, default, value in d.config])
+  print("\nphases in order, with their epochs:")
+  print("  " + ", ".join(f"{p} {e}" if e is not None else f"{p} (closed form)"
+                         for p, e in d.phases))
+  print("\n--epochs N sets: " + (
+      ", ".join(d.epochs_sets) + "; the other phases keep their own keys" if d.epochs_sets
+      else "nothing: this method has no epochs key, and fit refuses --epochs"))
 
 
 def _fit(args: argparse.Namespace) -> None:
@@ -129,7 +151,12 @@ def parser() -> argparse.ArgumentParser:
   d = sub.add_parser("datasets", help="list datasets, where they load from, availability")
   d.add_argument("--data-dir", help="look here first (else $DEEPCLUST_DATA)")
   d.set_defaults(run=_datasets)
-  sub.add_parser("methods", help="list methods").set_defaults(run=_methods)
+  m = sub.add_parser("methods", help="list methods, or one method's config keys and phases")
+  m.add_argument("name", nargs="?", help="a method: its config keys, defaults, phases")
+  m.add_argument("--dataset", help="show the values of this dataset's preset")
+  m.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="as for fit: show the phases with this config value")
+  m.set_defaults(run=_methods)
   f = sub.add_parser("fit", help="train a method on a dataset and score it")
   f.add_argument("method")
   f.add_argument("--dataset", required=True)

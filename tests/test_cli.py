@@ -84,6 +84,21 @@ def test_console_script_lists_methods():
   assert "Traceback" not in proc.stderr
 
 
+def test_methods_name_lists_keys_phases_and_what_epochs_sets(capsys):
+  code, out, err = run(capsys, "methods", "aecm", "--dataset", "mnist", "--set", "init=p")
+  assert (code, err) == (0, "")
+  keys = {line.split()[0]: line.split()[1:] for line in out.splitlines()
+          if line.startswith("  ") and len(line.split()) >= 3}
+  assert keys["alpha"] == ["10.0", "230.0", "*"]  # Table 13's preset, marked
+  assert keys["pretrain_epochs"] == ["100", "100"]
+  assert "pretrain 100, mixture (closed form), cm 100, joint 151" in out
+  assert "--epochs N sets: joint; the other phases keep their own keys" in out
+  code, out, _ = run(capsys, "methods", "kmeans")
+  assert code == 0 and "fit refuses --epochs" in out
+  code, _, err = run(capsys, "methods", "aecmm")
+  assert code == 2 and "did you mean 'aecm'" in err
+
+
 def test_datasets_lists_every_dataset_and_availability(capsys, tmp_path):
   code, out, err = run(capsys, "datasets", "--data-dir", str(tmp_path))
   assert (code, err) == (0, "")

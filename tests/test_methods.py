@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import doctest
 import importlib
 
 import chex
@@ -341,3 +342,7 @@ def test_cm_and_aecm_build_and_trace_for_every_registered_dataset(name, init):
     method = methods.get(name).build(config, shape)
     x = jax.ShapeDtypeStruct((64, width), jnp.float32)
     check_phases(method, {"x": x}, key)
+
+
+def test_registry_doctests():
+  assert doctest.testmod(methods.registry, raise_on_error=True).attempted >= 5

@@ -334,4 +334,4 @@ PRESETS = {
 
 registry.register(registry.MethodSpec(
     "edgam", EDGaMConfig, build, PRESETS,
-    "EDGaM (streamlined EM in an auto-encoder; appendix only, design-note reconstruction)"))
+    "EDGaM (streamlined EM in an auto-encoder; appendix only, reconstructed in docs/methods.md)"))

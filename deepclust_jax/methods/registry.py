@@ -16,7 +16,7 @@ import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from deepclust_jax.engine import Method
+from deepclust_jax.engine import Method, SGDPhase
 from deepclust_jax.errors import ConfigError, unknown
 
 
@@ -169,3 +169,55 @@ def build(name: str, *, shape: Sequence[int], dataset: str | None = None,
   """
   config = resolve(name, dataset=dataset, overrides=overrides)
   return get(name).build(config, tuple(shape))
+
+
+@dataclasses.dataclass(frozen=True)
+class Description:
+  """What ``deepclust methods NAME`` prints.
+
+  Attributes:
+    name, summary: the method's.
+    config: ``(key, default, value)`` per config field: the dataclass default
+      and the value a fit on the dataset would start from (its preset).
+    phases: ``(phase, epochs)`` in order; epochs None for a closed-form phase.
+    epochs_sets: the phases whose epochs ``--epochs`` sets (none: the config
+      has no ``epochs`` key, and ``--epochs`` is refused).
+  """
+
+  name: str
+  summary: str
+  config: list[tuple[str, Any, Any]]
+  phases: list[tuple[str, int | None]]
+  epochs_sets: list[str]
+
+
+def describe(name: str, dataset: str | None = None, *,
+             overrides: Mapping[str, Any] | None = None, num_classes: int = 10,
+             shape: Sequence[int] = (28, 28, 1)) -> Description:
+  """Config keys, phases and what ``--epochs`` sets, for method ``name``.
+
+  Found by building the method (on samples of ``shape``, with the preset of
+  ``dataset`` and ``overrides``), then again with one more epoch, so it cannot
+  drift from the builders.
+
+  Example:
+    >>> d = describe("aecm", overrides={"init": "p"})
+    >>> d.phases, d.epochs_sets
+    ([('pretrain', 100), ('mixture', None), ('cm', 100), ('joint', 151)], ['joint'])
+  """
+  spec = get(name)
+  config = resolve(name, dataset=dataset, num_classes=num_classes, overrides=overrides)
+  shape = tuple(shape)
+
+  def epochs(cfg) -> dict[str, int | None]:
+    return {p.name: p.num_epochs if isinstance(p, SGDPhase) else None
+            for p in spec.build(cfg, shape).phases}
+
+  phases = epochs(config)
+  sets: list[str] = []
+  if "epochs" in {f.name for f in dataclasses.fields(config)}:
+    more = epochs(dataclasses.replace(config, epochs=config.epochs + 1))
+    sets = [p for p in phases if phases[p] != more[p]]
+  fields = [(f.name, f.default if f.default is not dataclasses.MISSING else f.default_factory(),
+             getattr(config, f.name)) for f in dataclasses.fields(config)]
+  return Description(name, spec.summary, fields, list(phases.items()), sets)
