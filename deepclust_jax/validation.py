@@ -65,4 +65,13 @@ def check_data(x: Any, num_clusters: int | None = None) -> Any:
     kind = "NaN" if np.isnan(x[rows[0]]).any() else "Inf"
     raise InputError(f"data contains {kind} values in {rows.size} row(s), first at row "
                      f"{rows[0]}; remove or impute them before clustering")
+  compute = jax.dtypes.canonicalize_dtype(x.dtype)  # float32 unless jax_enable_x64
+  if compute != x.dtype:
+    limit = np.finfo(compute).max
+    beyond = np.abs(x) > limit
+    if beyond.any():
+      rows = np.flatnonzero(beyond.any(axis=1))
+      raise InputError(f"data has values beyond {compute}'s range (±{limit:.3g}), in which "
+                       f"it is computed: {rows.size} row(s), first at row {rows[0]} "
+                       f"({x[rows[0]][beyond[rows[0]]][0]:.3g}); rescale it")
   return x

@@ -101,6 +101,20 @@ def test_non_finite_data_is_refused_before_anything_is_written(tmp_path, bad, ki
   assert not out.exists()
 
 
+def test_float64_beyond_float32_is_refused_not_turned_into_nan(tmp_path):
+  ds = three_blobs(30)
+  x = ds.x.astype(np.float64)
+  x[4, 0] = 1e39  # finite in float64, inf in the float32 that JAX computes in
+  message = r"beyond float32's range .* 1 row\(s\), first at row 4 \(1e\+39\)"
+  with pytest.raises(InputError, match=message):
+    pipeline.fit("kmeans", Dataset(x=x, y=ds.y, name="big", num_classes=3),
+                 out=tmp_path / "run", options=QUIET)
+  assert not (tmp_path / "run").exists()
+  model = pipeline.fit("kmeans", ds, options=QUIET).model
+  with pytest.raises(InputError, match=message):
+    model.predict(x)
+
+
 @pytest.mark.parametrize("k, message", [(1, "at least 2"), (31, "larger than the number")])
 def test_bad_number_of_clusters(tmp_path, k, message):
   out = tmp_path / "run"
