@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 import pytest
 from jax.test_util import check_grads
+
+# The suite compiles afresh and leaves the user's compilation cache alone; the
+# command line's cache has its own test (tests/test_cli.py).
+os.environ["DEEPCLUST_COMPILATION_CACHE"] = "0"
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import pathlib
 import re
 import shutil
@@ -307,3 +308,17 @@ def test_init_flag_is_shorthand_for_set_init(capsys, tmp_path):
   code, _, err = run(capsys, "fit", "kmeans", "--dataset", "iris", "--init", "p",
                      "--out", str(tmp_path / "km"), "--quiet")
   assert code == 2 and "unknown kmeans config key 'init'" in err
+
+
+def test_fit_fills_the_persistent_compilation_cache_unless_turned_off(tmp_path):
+  script = shutil.which("deepclust", path=str(pathlib.Path(sys.executable).parent))
+  base = [script, "fit", "kmeans", "--dataset", "iris", "--quiet", "--set", "n_init=2"]
+  for setting, folder in ((str(tmp_path / "cache"), tmp_path / "cache"),
+                          ("0", None)):
+    env = {**os.environ, cli.CACHE_VAR: setting, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    proc = subprocess.run(base + ["--out", str(tmp_path / f"run{setting[-1]}")], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    if folder is not None:
+      assert any(folder.iterdir()), "nothing was cached"
+  assert not (tmp_path / "xdg").exists()  # "0": no cache anywhere
