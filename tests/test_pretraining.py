@@ -244,3 +244,15 @@ def test_bfloat16_matmuls_train(small):
                  options=TrainOptions(**QUIET))
   losses = [r["terms"]["reconstruction"][0] for r in result.history if r["phase"] == "pretrain"]
   assert losses[-1] < 0.9 * losses[0], losses
+
+
+def test_every_ae_methods_preset_starts_from_the_datasets_best_recipe():
+  from deepclust_jax.configs import pretraining as presets
+  assert presets.BEST, "no dataset has a measured best recipe"
+  for dataset, recipe in presets.BEST.items():
+    for name in ("ae_kmeans", "vade", "dgg", "edgam"):
+      config = methods.resolve(name, dataset=dataset, num_classes=10)
+      own = methods.get(name).presets.get(dataset, {})
+      for key, value in recipe.items():  # a method's own preset value wins
+        assert getattr(config, key) == own.get(key, value), (name, dataset, key)
+  assert doctest.testmod(presets).attempted > 0

@@ -16,6 +16,8 @@ others keep MNIST's schedule (ours).
 
 from __future__ import annotations
 
+from deepclust_jax.configs.pretraining import with_best
+
 _IMAGES_AND_PENDIGITS = ("mnist", "fashion_mnist", "usps", "pendigits")
 
 # The config defaults are MNIST's schedule; DGG adds the supplement's N_t = 2.
@@ -32,3 +34,6 @@ _DIGITS = {"hidden": (256, 256, 512), "pretrain_epochs": 50, "pretrain_batch_siz
 VADE["digits"] = {**_DIGITS, "epochs": 100}
 DGG["digits"] = {**_DIGITS, "epochs": 30, "siamese_neighbours": 5, "siamese_epochs": 10,
                  "siamese_batch_size": 128}
+
+# Under every preset, the dataset's best pretraining recipe (configs/pretraining.py).
+VADE, DGG = with_best(VADE), with_best(DGG)

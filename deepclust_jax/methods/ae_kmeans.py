@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from deepclust_jax.baselines import gaussian_log_prob, sq_distances
+from deepclust_jax.configs import pretraining as pretraining_presets
 from deepclust_jax.engine import Method
 from deepclust_jax.methods import pretraining, registry
 from deepclust_jax.methods.aecm import autoencoder, dense_architecture
@@ -34,7 +35,8 @@ class AEKMeansConfig(pretraining.PretrainConfig):
 
   The pretraining and mixture keys are
   :class:`~deepclust_jax.methods.pretraining.PretrainConfig`'s, with DEC's
-  recipe as defaults (:data:`~deepclust_jax.methods.pretraining.DEC`).
+  recipe as defaults (:data:`~deepclust_jax.configs.pretraining.DEC`), and each
+  dataset's best recipe as its preset (:data:`~deepclust_jax.configs.pretraining.BEST`).
 
   Attributes:
     num_clusters: K; 0 takes the dataset's number of classes.
@@ -103,5 +105,6 @@ def build(config: AEKMeansConfig, shape: tuple[int, ...]) -> Method:
 
 
 registry.register(registry.MethodSpec(
-    "ae_kmeans", AEKMeansConfig, build, {},
+    "ae_kmeans", AEKMeansConfig, build,
+    pretraining_presets.with_best({}, tuple(pretraining_presets.BEST)),
     "AE + k-means (or a diagonal GMM, mixture=gmm) on the codes of a pretrained autoencoder"))

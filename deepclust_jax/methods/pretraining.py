@@ -102,16 +102,6 @@ class PretrainConfig:
     require(self.kmeans_restarts >= 1, "kmeans_restarts must be >= 1")
 
 
-# DEC's recipe as config values (the "dec" presets spread it).
-DEC = {"recipe": "dec", "pretrain_epochs": 300, "pretrain_batch_size": 256,
-       "pretrain_lr": 1.0, "pretrain_momentum": 0.9, "pretrain_decay_epochs": 0}
-# DEC's paper's SDAE: SGD 0.1, the rate divided by 10 every 20,000 of its
-# 50,000 steps per layer (MNIST, batch 256: 73 of 183 epochs), then 100,000
-# fine-tuning steps; those counts are the config's to set.
-SDAE = {"recipe": "sdae", "pretrain_batch_size": 256, "pretrain_lr": 0.1,
-        "pretrain_momentum": 0.9}
-
-
 @dataclasses.dataclass(frozen=True)
 class AutoencoderSpec:
   """How the pretraining sees a method's autoencoder.

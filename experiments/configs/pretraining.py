@@ -17,7 +17,7 @@ The results go to experiments/results/pretraining_runs.{jsonl,md};
 experiments/results/pretraining.md is the commented report.
 """
 
-from deepclust_jax.methods.pretraining import DEC, SDAE
+from deepclust_jax.configs.pretraining import DEC, SDAE
 
 DATASETS = ("mnist", "usps", "fashion_mnist", "pendigits", "digits")
 DEC_EPOCHS = {"mnist": 300, "fashion_mnist": 300, "usps": 50, "pendigits": 300, "digits": 300}
