@@ -7,7 +7,8 @@
                   [--resume] [--shared-order] [--run-devices N] [--eval-every N]
                   [--pretrained RUN_DIR]
     deepclust evaluate RUN_DIR
-    deepclust predict RUN_DIR (--dataset NAME [--data-dir D] | --input FILE.npy) [--out DIR]
+    deepclust predict RUN_DIR (--dataset NAME [--data-dir D] | --input FILE [--array NAME])
+                      [--out DIR]
     deepclust plot RUN_DIR [--data-dir D] [--max-points N]
     deepclust compare RUN_DIR [RUN_DIR ...]
 
@@ -86,6 +87,36 @@ def _evaluate(args: argparse.Namespace) -> None:
   print(pipeline.format_summary(pipeline.evaluate_run_dir(args.run_dir), str(args.run_dir)))
 
 
+def read_input(path: str, array: str | None = None):
+  """The (N, D) numbers of ``path``: ``.npy``, ``.npz`` (the array ``array``, else
+  its only one or the one named ``x``) or ``.csv``/``.txt`` (comma-separated, no header).
+
+  Raises:
+    InputError: another format, an unreadable file, or an ``.npz`` without the array.
+  """
+  import numpy as np
+
+  from deepclust_jax.errors import InputError
+  suffix = pathlib.Path(path).suffix.lower()
+  try:
+    if suffix == ".npy":
+      return np.load(path, allow_pickle=False)
+    if suffix == ".npz":
+      with np.load(path, allow_pickle=False) as arrays:
+        names = list(arrays)
+        pick = array or ("x" if "x" in names else names[0] if len(names) == 1 else None)
+        if pick not in names:
+          raise InputError(f"{path} holds the arrays {', '.join(names) or '(none)'}: "
+                           + (f"no {array!r}" if array else "name one with --array"))
+        return arrays[pick]
+    if suffix in (".csv", ".txt"):
+      return np.loadtxt(path, delimiter=",", ndmin=2)
+  except (OSError, ValueError, EOFError) as e:
+    raise InputError(f"cannot read {path} as {suffix[1:]} numbers: {e}") from None
+  raise InputError(f"{path}: unknown format {suffix or '(no suffix)'}; --input reads "
+                   ".npy, .npz (--array NAME) and .csv/.txt of comma-separated numbers")
+
+
 def _predict(args: argparse.Namespace) -> None:
   import numpy as np
 
@@ -93,11 +124,7 @@ def _predict(args: argparse.Namespace) -> None:
   from deepclust_jax.errors import InputError
   model = pipeline.load(args.run_dir)
   if args.input is not None:
-    try:
-      x = np.load(args.input, allow_pickle=False)
-    except (OSError, ValueError) as e:
-      raise InputError(f"cannot read {args.input} as a .npy array: {e}") from None
-    y, name = None, pathlib.Path(args.input).stem
+    x, y, name = read_input(args.input, args.array), None, pathlib.Path(args.input).stem
   else:
     ds = data.load(args.dataset, data_dir=args.data_dir)
     x, y, name = ds.x, ds.y, ds.name
@@ -136,6 +163,16 @@ def _print_table(rows: Sequence[Sequence[str]]) -> None:
   widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
   for row in rows:
     print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def _positive_seconds(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text} is not a number of seconds") from None
+  if not value > 0:
+    raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+  return value
 
 
 def _positive(text: str) -> int:
@@ -182,7 +219,7 @@ def parser() -> argparse.ArgumentParser:
   f.add_argument("--eval-every", type=_positive, default=10,
                  help="score every N epochs (and at the end of each phase)")
   f.add_argument("--checkpoint-every", type=_positive, default=10)
-  f.add_argument("--time-limit", type=float, metavar="SECONDS",
+  f.add_argument("--time-limit", type=_positive_seconds, metavar="SECONDS",
                  help="stop, checkpointed, at the first epoch end past this many seconds "
                       "of training and score what was trained (--resume continues)")
   f.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -194,7 +231,8 @@ def parser() -> argparse.ArgumentParser:
   pr.add_argument("run_dir")
   source = pr.add_mutually_exclusive_group(required=True)
   source.add_argument("--dataset", help="a dataset by name")
-  source.add_argument("--input", help="an (N, D) array in a .npy file")
+  source.add_argument("--input", help="an (N, D) array: .npy, .npz or .csv of numbers")
+  pr.add_argument("--array", help="the array of an .npz --input (default: x, or its only one)")
   pr.add_argument("--data-dir", help="look for dataset files here first")
   pr.add_argument("--out", help="where labels.npy and probabilities.npy go "
                                 "(default RUN_DIR/predict-NAME)")

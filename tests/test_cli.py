@@ -281,11 +281,16 @@ def test_evaluate_non_run_dir(capsys, tmp_path):
 
 
 def test_argument_errors_exit_2(capsys):
-  for argv in (["fit", "kmeans", "--dataset", "iris", "--runs", "0"], ["fit", "kmeans"], []):
+  iris = ["fit", "kmeans", "--dataset", "iris"]
+  for argv, message in ((iris + ["--runs", "0"], "0 is not a positive integer"),
+                        (["fit", "kmeans"], "--dataset"), ([], "required"),
+                        (iris + ["--time-limit", "0"], "0 is not a positive number of seconds"),
+                        (iris + ["--time-limit", "soon"], "soon is not a number of seconds")):
     with pytest.raises(SystemExit) as exit_info:
       cli.main(argv)
     assert exit_info.value.code == 2
-    assert "Traceback" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and message in err, (argv, err)
 
 
 def test_interrupt_exits_130_with_resume_hint(capsys, monkeypatch):

@@ -96,6 +96,30 @@ def test_cli_predict_input_file_to_out(runs, tmp_path):
   assert np.load(out / "probabilities.npy").shape == (50, 3)
 
 
+def test_cli_predict_reads_csv_and_npz(runs, tmp_path):
+  x = IRIS.x[::3]
+  expected = pipeline.load(runs["kmeans"]).predict(x)
+  np.savetxt(tmp_path / "new.csv", x, delimiter=",")
+  np.savez(tmp_path / "one.npz", data=x)
+  np.savez(tmp_path / "two.npz", a=x, b=x[:, :2])
+  for argv in (["new.csv"], ["one.npz"], ["two.npz", "--array", "a"]):
+    out = tmp_path / f"pred-{'-'.join(argv)}"
+    code, _, err = main("predict", str(runs["kmeans"]), "--input", str(tmp_path / argv[0]),
+                        *argv[1:], "--out", str(out))
+    assert (code, err) == (0, ""), argv
+    np.testing.assert_array_equal(np.load(out / "labels.npy"), expected)
+  expect_one_line_error(["predict", str(runs["kmeans"]), "--input", str(tmp_path / "two.npz")],
+                        "holds the arrays a, b: name one with --array")
+  expect_one_line_error(["predict", str(runs["kmeans"]), "--input", str(tmp_path / "two.npz"),
+                         "--array", "c"], "holds the arrays a, b: no 'c'")
+  (tmp_path / "new.parquet").write_text("x")
+  expect_one_line_error(["predict", str(runs["kmeans"]), "--input",
+                         str(tmp_path / "new.parquet")], "unknown format .parquet")
+  (tmp_path / "bad.csv").write_text("1,2\nx,y\n")
+  expect_one_line_error(["predict", str(runs["kmeans"]), "--input", str(tmp_path / "bad.csv")],
+                        "cannot read")
+
+
 def expect_one_line_error(argv, message: str) -> None:
   code, _, err = main(*argv)
   assert code == 2, err
