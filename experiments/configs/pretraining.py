@@ -17,7 +17,7 @@ The results go to experiments/results/pretraining_runs.{jsonl,md};
 experiments/results/pretraining.md is the commented report.
 """
 
-from deepclust_jax.configs.pretraining import DEC, SDAE
+from deepclust_jax.configs.pretraining import ADAM, DEC, SDAE
 
 DATASETS = ("mnist", "usps", "fashion_mnist", "pendigits", "digits")
 DEC_EPOCHS = {"mnist": 300, "fashion_mnist": 300, "usps": 50, "pendigits": 300, "digits": 300}
@@ -26,7 +26,7 @@ LAYER = {"mnist": 50, "fashion_mnist": 50, "usps": 100, "pendigits": 100, "digit
 FINETUNE = {"mnist": 100, "fashion_mnist": 100, "usps": 100, "pendigits": 200, "digits": 300}
 # Pendigits has 16 features and digits 64: the paper-size network is kept.
 RECIPES = {
-    "adam": lambda ds: {"recipe": "adam", "pretrain_epochs": 50, "pretrain_lr": 1e-3},
+    "adam": lambda ds: ADAM,
     "dec": lambda ds: {**DEC, "pretrain_epochs": DEC_EPOCHS[ds]},
     "sdae": lambda ds: {**SDAE, "layer_epochs": LAYER[ds], "pretrain_epochs": FINETUNE[ds],
                         # DEC's rate drop at 40 % of each phase
