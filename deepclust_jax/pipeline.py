@@ -265,6 +265,8 @@ def format_budget(budget: Sequence[Mapping[str, Any]]) -> str:
       continue
     line = (f"- {b['phase']}: {b['epochs']} epochs x {b['steps_per_epoch']} steps of "
             f"{b['batch_size']} = {b['steps']} steps")
+    if "batch_size_asked" in b:
+      line += f" (batch_size {b['batch_size_asked']} asked, more than the N samples)"
     if "trained" in b:
       low, mean, high = b["trained"]
       line += f"; runs trained {low} to {high} of them (mean {mean:.1f})"

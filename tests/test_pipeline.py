@@ -172,6 +172,16 @@ def test_summary_prints_the_resolved_budget(tmp_path):
   assert saved["budget"][0]["steps"] == 369
 
 
+def test_a_batch_larger_than_the_data_is_reported_not_hidden():
+  report = pipeline.fit("cm", "iris", overrides={"batch_size": 500}, epochs=1, options=QUIET)
+  (budget,) = report.summary["budget"]
+  assert (budget["batch_size"], budget["batch_size_asked"]) == (150, 500)
+  assert "(batch_size 500 asked, more than the N samples)" in pipeline.format_summary(
+      report.summary)
+  fitting = pipeline.fit("cm", "iris", overrides={"batch_size": 50}, epochs=1, options=QUIET)
+  assert "batch_size_asked" not in fitting.summary["budget"][0]
+
+
 def test_evaluate_run_dir_on_a_non_run_dir(tmp_path):
   (tmp_path / "labels.npy").write_bytes(b"")
   with pytest.raises(DeepclustError, match=r"not a finished run directory.*y_true\.npy"):

@@ -167,7 +167,10 @@ def budget(method: Method, num_samples: int) -> list[dict[str, Any]]:
       batch_size = min(phase.batch_size, num_samples)
       steps = num_samples // batch_size
       out.append({"phase": phase.name, "epochs": phase.num_epochs, "batch_size": batch_size,
-                  "steps_per_epoch": steps, "steps": steps * phase.num_epochs})
+                  "steps_per_epoch": steps, "steps": steps * phase.num_epochs}
+                 # A batch beyond N is the whole data set: said, not hidden.
+                 | ({"batch_size_asked": phase.batch_size}
+                    if phase.batch_size > num_samples else {}))
   return out
 
 
