@@ -9,7 +9,7 @@
     deepclust evaluate RUN_DIR
     deepclust predict RUN_DIR (--dataset NAME [--data-dir D] | --input FILE [--array NAME])
                       [--out DIR]
-    deepclust plot RUN_DIR [--data-dir D] [--max-points N]
+    deepclust plot RUN_DIR [--data-dir D] [--max-points N] [--out DIR]
     deepclust compare RUN_DIR [RUN_DIR ...]
 
 Errors a user can cause (unknown names, bad values, bad data, corrupt files)
@@ -147,7 +147,7 @@ def _predict(args: argparse.Namespace) -> None:
 def _plot(args: argparse.Namespace) -> None:
   from deepclust_jax import plots
   written, skipped = plots.plot_run(args.run_dir, data_dir=args.data_dir,
-                                    max_points=args.max_points)
+                                    max_points=args.max_points, out=args.out)
   for path in written:
     print(f"wrote {path}")
   for name, why in skipped.items():
@@ -237,8 +237,9 @@ def parser() -> argparse.ArgumentParser:
   pr.add_argument("--out", help="where labels.npy and probabilities.npy go "
                                 "(default RUN_DIR/predict-NAME)")
   pr.set_defaults(run=_predict)
-  pl = sub.add_parser("plot", help="write PNGs of a run directory into it")
+  pl = sub.add_parser("plot", help="write PNGs of a run directory (into it, or --out)")
   pl.add_argument("run_dir")
+  pl.add_argument("--out", help="folder of the PNGs (default RUN_DIR)")
   pl.add_argument("--data-dir", help="look for the run's dataset here first (2-D map)")
   pl.add_argument("--max-points", type=_positive, default=2000,
                   help="points drawn on the 2-D t-SNE map")

@@ -35,7 +35,7 @@ from sklearn.manifold import TSNE  # noqa: E402
 
 from deepclust_jax import data as data_lib  # noqa: E402
 from deepclust_jax import metrics, pipeline  # noqa: E402
-from deepclust_jax.errors import DeepclustError  # noqa: E402
+from deepclust_jax.errors import DeepclustError, InputError  # noqa: E402
 
 SCORE_NAMES = {"acc": "ACC", "nmi": "NMI", "ari": "ARI", "kmeans_acc": "k-means ACC (codes)",
                "kmeans_nmi": "k-means NMI (codes)", "kmeans_ari": "k-means ARI (codes)"}
@@ -198,8 +198,8 @@ def plot_centroids(centroids: np.ndarray, image_shape: Sequence[int],
 
 
 def plot_run(run_dir: str | pathlib.Path, x: np.ndarray | None = None, *,
-             data_dir: str | None = None, max_points: int = 2000,
-             seed: int = 0) -> tuple[list[pathlib.Path], dict[str, str]]:
+             data_dir: str | None = None, max_points: int = 2000, seed: int = 0,
+             out: str | pathlib.Path | None = None) -> tuple[list[pathlib.Path], dict[str, str]]:
   """Writes the PNGs of a finished run directory.
 
   Args:
@@ -208,21 +208,28 @@ def plot_run(run_dir: str | pathlib.Path, x: np.ndarray | None = None, *,
       name (from ``data_dir`` first).
     max_points: rows of the subsample drawn on the map.
     seed: of the subsample and of t-SNE.
+    out: the folder of the PNGs (made if missing); None is ``run_dir``.
 
   Returns:
     The files written, and the pictures skipped with the reason.
 
   Raises:
-    DeepclustError: ``run_dir`` is not a finished run directory.
+    DeepclustError: ``run_dir`` is not a finished run directory, or ``out``
+      cannot be written.
   """
   run_dir = pathlib.Path(run_dir)
   summary = pipeline.evaluate_run_dir(run_dir)  # one clear error if it is not a run
+  out = pathlib.Path(out) if out is not None else run_dir
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise InputError(f"cannot write pictures to {out}: {e}") from None
   config = pipeline.read_config(run_dir)
   written, skipped = [], {}
   history = [json.loads(line) for line in
              (run_dir / "history.jsonl").read_text().splitlines() if line.strip()]
   if history:
-    written.append(run_dir / "curves.png")
+    written.append(out / "curves.png")
     plot_curves(history, written[-1])
   else:
     skipped["curves.png"] = "history.jsonl is empty"
@@ -233,7 +240,7 @@ def plot_run(run_dir: str | pathlib.Path, x: np.ndarray | None = None, *,
   run = model.run if model is not None else summary.get("selected", {}).get("run", 0)
   labels = np.load(run_dir / "labels.npy")[run]
   y = np.load(run_dir / "y_true.npy")
-  written.append(run_dir / "confusion.png")
+  written.append(out / "confusion.png")
   plot_confusion(y, labels, written[-1])
   if x is None:
     try:
@@ -245,7 +252,7 @@ def plot_run(run_dir: str | pathlib.Path, x: np.ndarray | None = None, *,
                           f"({config['num_samples']} x {config['num_features']})")
   elif x is not None:
     codes = model is not None and model.has_codes
-    written.append(run_dir / "map.png")
+    written.append(out / "map.png")
     plot_map(model.transform(x) if codes else np.asarray(x), labels, y, written[-1],
              max_points=max_points, seed=seed, what="codes" if codes else "inputs")
   shape = config["sample_shape"]
@@ -256,6 +263,6 @@ def plot_run(run_dir: str | pathlib.Path, x: np.ndarray | None = None, *,
   elif model.built.decoded_centroids is None:
     skipped["centroids.png"] = f"{model.method} has no decoded centroids"
   else:
-    written.append(run_dir / "centroids.png")
+    written.append(out / "centroids.png")
     plot_centroids(model.decoded_centroids(), shape, written[-1])
   return written, skipped

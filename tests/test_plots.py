@@ -70,6 +70,22 @@ def test_cli_plot_says_what_it_skipped(aecm_run):
   assert not (run_dir / "map.png").exists()
 
 
+def test_cli_plot_out_puts_the_pictures_elsewhere(aecm_run, tmp_path):
+  _, run_dir = aecm_run
+  out = tmp_path / "figures" / "aecm"
+  stdout, stderr = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+    code = cli.main(["plot", str(run_dir), "--max-points", "50", "--out", str(out)])
+  assert (code, stderr.getvalue()) == (0, "")
+  assert f"wrote {out / 'curves.png'}" in stdout.getvalue()
+  assert_png(out / "confusion.png")
+  blocked = tmp_path / "file"
+  blocked.write_text("")
+  with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(stderr):
+    code = cli.main(["plot", str(run_dir), "--out", str(blocked / "sub")])
+  assert code == 2 and "cannot write pictures to" in stderr.getvalue()
+
+
 def test_plot_run_on_a_non_run_dir(tmp_path):
   stderr = io.StringIO()
   with contextlib.redirect_stderr(stderr):
