@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 from deepclust_jax import data as data_lib
-from deepclust_jax import methods
+from deepclust_jax import methods, rundir
 from deepclust_jax.engine import (Method, TrainOptions, TrainResult, budget, collapsed_runs,
                                   predict_in_chunks, select_run, train)
 from deepclust_jax.engine.pretrained import leaves_by_path
@@ -333,10 +333,9 @@ def evaluate_run_dir(run_dir: str | pathlib.Path) -> dict[str, Any]:
   if missing:
     raise DeepclustError(f"{run_dir} is not a finished run directory (missing "
                          f"{', '.join(missing)})")
-  labels = np.load(needed[0])
-  y = np.load(needed[1])
-  lines = [json.loads(l) for l in needed[2].read_text().splitlines() if l.strip()]
-  config = json.loads((run_dir / "config.json").read_text())
+  labels, y = rundir.read_labels(run_dir)
+  lines = rundir.read_jsonl(needed[2], keys=("terms",))
+  config = read_config(run_dir)
   num_clusters = config["config"]["num_clusters"]
   scores = [evaluate(y, l) for l in labels]
   collapsed = collapsed_runs(labels, num_clusters)
@@ -453,13 +452,11 @@ class Model:
 
 def read_config(run_dir: str | pathlib.Path) -> dict[str, Any]:
   """The ``config.json`` of a run directory, or :class:`ModelError` saying why not."""
-  path = pathlib.Path(run_dir) / "config.json"
-  try:
-    return json.loads(path.read_text())
-  except FileNotFoundError:
-    raise ModelError(f"{path.parent} is not a run directory (no {path.name})") from None
-  except (OSError, ValueError) as e:
-    raise ModelError(f"{path} is corrupt or unreadable ({e})") from None
+  config = rundir.read_json(pathlib.Path(run_dir) / "config.json")
+  missing = [k for k in ("method", "dataset", "config") if k not in config]
+  if missing:
+    raise ModelError(f"{pathlib.Path(run_dir) / 'config.json'} lacks {', '.join(missing)}")
+  return config
 
 
 def load(run_dir: str | pathlib.Path, method: str | None = None) -> Model:
@@ -533,10 +530,9 @@ def compare(run_dirs: Sequence[str | pathlib.Path]) -> str:
   for run_dir in map(pathlib.Path, run_dirs):
     summary = evaluate_run_dir(run_dir)
     config = read_config(run_dir)
-    history = [json.loads(l) for l in (run_dir / "history.jsonl").read_text().splitlines()
-               if l.strip()]
-    seconds = sum(json.loads(l)["seconds"] for l in
-                  (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip())
+    history = rundir.read_jsonl(run_dir / "history.jsonl", keys=("global_epoch",))
+    seconds = sum(r["seconds"] for r in rundir.read_jsonl(run_dir / "metrics.jsonl",
+                                                          keys=("seconds",)))
     scores = [f"{100 * summary['mean'][k]:.1f} ± {100 * summary['std'][k]:.1f}"
               for k in SCORES]
     selected = summary.get("selected")

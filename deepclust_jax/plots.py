@@ -17,7 +17,6 @@ run directory with matplotlib's Agg backend (no display needed):
 
 from __future__ import annotations
 
-import json
 import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -34,7 +33,7 @@ from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
 from deepclust_jax import data as data_lib  # noqa: E402
-from deepclust_jax import metrics, pipeline  # noqa: E402
+from deepclust_jax import metrics, pipeline, rundir  # noqa: E402
 from deepclust_jax.errors import DeepclustError, InputError  # noqa: E402
 
 SCORE_NAMES = {"acc": "ACC", "nmi": "NMI", "ari": "ARI", "kmeans_acc": "k-means ACC (codes)",
@@ -226,8 +225,7 @@ def plot_run(run_dir: str | pathlib.Path, x: np.ndarray | None = None, *,
     raise InputError(f"cannot write pictures to {out}: {e}") from None
   config = pipeline.read_config(run_dir)
   written, skipped = [], {}
-  history = [json.loads(line) for line in
-             (run_dir / "history.jsonl").read_text().splitlines() if line.strip()]
+  history = rundir.read_jsonl(run_dir / "history.jsonl", keys=("phase", "terms"))
   if history:
     written.append(out / "curves.png")
     plot_curves(history, written[-1])
@@ -238,8 +236,8 @@ def plot_run(run_dir: str | pathlib.Path, x: np.ndarray | None = None, *,
   except DeepclustError as e:  # e.g. a run made before models were saved
     model, reason = None, str(e)
   run = model.run if model is not None else summary.get("selected", {}).get("run", 0)
-  labels = np.load(run_dir / "labels.npy")[run]
-  y = np.load(run_dir / "y_true.npy")
+  labels, y = rundir.read_labels(run_dir)
+  labels = labels[run]
   written.append(out / "confusion.png")
   plot_confusion(y, labels, written[-1])
   if x is None:

@@ -164,7 +164,33 @@ def test_corrupt_or_missing_model_is_refused(runs, tmp_path):
   (run_dir / "config.json").write_text("{not json")
   expect_one_line_error(["predict", str(run_dir), "--dataset", "iris"], "is corrupt or unreadable")
   expect_one_line_error(["predict", str(tmp_path / "nothing"), "--dataset", "iris"],
-                        "is not a run directory (no config.json)")
+                        "is not a finished run directory (no config.json)")
+
+
+CORRUPTIONS = {"labels.npy": ("evaluate", "compare", "plot"),
+               "y_true.npy": ("evaluate", "compare", "plot"),
+               "metrics.jsonl": ("evaluate", "compare", "plot"),
+               "history.jsonl": ("compare", "plot"),
+               "config.json": ("evaluate", "compare", "plot", "predict"),
+               "model.npz": ("predict",)}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_each_damaged_file_is_named_in_one_line(runs, tmp_path, name, damage):
+  run_dir = copy_run(runs["kmeans"], tmp_path)
+  path = run_dir / name
+  if damage == "truncated":
+    path.write_bytes(path.read_bytes()[:20])
+    expected = {"labels.npy": "is corrupt or unreadable", "y_true.npy": "is corrupt or unreadable",
+                "model.npz": "is corrupt or unreadable", "config.json": "is corrupt or unreadable"
+                }.get(name, "line 1 is corrupt")
+  else:
+    path.unlink()
+    expected = name  # "... (no NAME)" or "(missing .../NAME)"
+  for command in CORRUPTIONS[name]:
+    extra = ["--dataset", "iris"] if command == "predict" else []
+    expect_one_line_error([command, str(run_dir), *extra], expected)
 
 
 def test_compare_prints_one_markdown_table(runs):
@@ -189,3 +215,10 @@ def test_compare_prints_one_markdown_table(runs):
   assert lines[3].split("|")[9].strip() == "2"  # one epoch and the averaging epoch
   expect_one_line_error(["compare", str(runs["cm"]), "/nonexistent"],
                         "/nonexistent is not a finished run directory")
+
+
+def test_rundir_doctests():
+  import doctest
+
+  from deepclust_jax import rundir
+  assert doctest.testmod(rundir, optionflags=doctest.ELLIPSIS, raise_on_error=True).attempted
