@@ -5,7 +5,7 @@
     deepclust fit METHOD --dataset NAME [--runs N] [--epochs E] [--seed S]
                   [--init r|p] [--out DIR] [--data-dir D] [--set key=value ...]
                   [--resume] [--shared-order] [--run-devices N] [--eval-every N]
-                  [--pretrained RUN_DIR]
+                  [--pretrained RUN_DIR] [--overwrite]
     deepclust evaluate RUN_DIR
     deepclust predict RUN_DIR (--dataset NAME [--data-dir D] | --input FILE [--array NAME])
                       [--out DIR]
@@ -73,7 +73,7 @@ def _fit(args: argparse.Namespace) -> None:
   report = pipeline.fit(
       args.method, args.dataset, runs=args.runs, seed=args.seed, epochs=args.epochs,
       overrides=overrides, data_dir=args.data_dir, out=out,
-      resume=args.resume, pretrained=args.pretrained,
+      resume=args.resume, pretrained=args.pretrained, overwrite=args.overwrite,
       options={"chunk_runs": args.chunk_runs, "shared_order": args.shared_order,
                "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every,
                "progress": not args.quiet, "mesh": mesh, "time_limit": args.time_limit})
@@ -207,6 +207,8 @@ def parser() -> argparse.ArgumentParser:
   f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="override a config value (repeatable)")
   f.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+  f.add_argument("--overwrite", action="store_true",
+                 help="replace the run --out holds (finished, failed or of another config)")
   f.add_argument("--pretrained", metavar="RUN_DIR",
                  help="start from that run directory's pretrained autoencoders (same "
                       "dataset and network) instead of pretraining")

@@ -17,6 +17,7 @@ A run directory holds everything needed to inspect or resume a run:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -77,6 +78,7 @@ def fit(
     resume: bool = False,
     options: Mapping[str, Any] | None = None,
     pretrained: str | pathlib.Path | None = None,
+    overwrite: bool = False,
 ) -> FitReport:
   """Trains ``runs`` runs of ``method`` on ``dataset`` and summarises them.
 
@@ -94,6 +96,8 @@ def fit(
     pretrained: a run directory of an autoencoder method on the same data
       whose pretrained autoencoders (run r for run r) replace this method's
       pretraining; refused unless its dataset, data and network agree.
+    overwrite: replace whatever run ``out`` holds (finished, failed or another
+      config's) by this one.
 
   Example:
     >>> report = fit("kmeans", "iris", runs=2, options={"progress": False})
@@ -137,26 +141,38 @@ def fit(
   # Bad data or K is refused before the run directory is created, so the same
   # --out can be used again once the command is corrected.
   check_data(ds.x, config.num_clusters)
+  if resume and overwrite:
+    raise InputError("--resume continues a run and --overwrite replaces it: pass one")
   if run_dir is not None:
     try:
       run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
       raise InputError(f"cannot create run directory {run_dir}: {e}") from e
-    _check_resumable(run_dir, resolved, resume)
-    (run_dir / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
-  result = train(model, ds.x, ds.y, options=train_options, run_dir=run_dir,
-                 resume=resume, fingerprint={"config": resolved["config"],
-                                             "dataset": ds.name},
-                 pretrained=pretrained)
-  summary = summarize(result.metrics, result.selected, model.select_by, result.collapsed,
-                      with_trained(resolved["budget"], result.epochs))
-  if result.cut_short:
-    summary["cut_short"] = True
-  if pretrained is not None:
-    summary["pretrained"] = resolved["pretrained"]
-  trained = Model.from_result(method, config, ds.sample_shape, result)
-  if run_dir is not None:
-    _write_run_dir(run_dir, resolved, result, ds.y, summary, trained)
+  # One writer per run directory; the lock goes with the process, however it ends.
+  with rundir.lock(run_dir) if run_dir is not None else contextlib.nullcontext():
+    if run_dir is not None:
+      if overwrite:
+        rundir.clear(run_dir)
+      _check_resumable(run_dir, resolved, resume)
+      rundir.write_text(run_dir / "config.json", json.dumps(resolved, indent=2) + "\n")
+    try:
+      result = train(model, ds.x, ds.y, options=train_options, run_dir=run_dir,
+                     resume=resume, fingerprint={"config": resolved["config"],
+                                                 "dataset": ds.name},
+                     pretrained=pretrained)
+    except BaseException as e:  # NaN, an error, Ctrl-C: said to the next command
+      if run_dir is not None:
+        rundir.record_failure(run_dir, e)
+      raise
+    summary = summarize(result.metrics, result.selected, model.select_by, result.collapsed,
+                        with_trained(resolved["budget"], result.epochs))
+    if result.cut_short:
+      summary["cut_short"] = True
+    if pretrained is not None:
+      summary["pretrained"] = resolved["pretrained"]
+    trained = Model.from_result(method, config, ds.sample_shape, result)
+    if run_dir is not None:
+      _write_run_dir(run_dir, resolved, result, ds.y, summary, trained)
   return FitReport(method, ds.name, config, result, summary, run_dir, trained)
 
 
@@ -208,15 +224,27 @@ def _check_resumable(run_dir: pathlib.Path, resolved: dict, resume: bool) -> Non
   config_path = run_dir / "config.json"
   if not config_path.exists():
     return
+  failed = rundir.failure(run_dir)
   if not resume:
-    raise InputError(f"{run_dir} already holds a run; pass --resume to continue it "
-                     "or choose another --out directory")
-  saved = json.loads(config_path.read_text())
+    if failed is not None:
+      state = f"a run that failed ({failed})"
+    elif (run_dir / "labels.npy").exists():
+      state = "a finished run"
+    else:
+      state = "an unfinished run (interrupted)"
+    raise InputError(f"{run_dir} holds {state}; pass --resume to continue it from its "
+                     "last checkpoint, --overwrite to replace it, or choose another --out")
+  try:
+    saved = json.loads(config_path.read_text())
+  except (OSError, ValueError) as e:
+    raise InputError(f"cannot resume {run_dir}: its config.json is unreadable ({e}); "
+                     "pass --overwrite to replace the run") from None
   keys = ("method", "dataset", "runs", "seed", "config", "pretrained")
   diff = [k for k in keys if saved.get(k) != resolved.get(k)]
   if diff:
-    raise InputError(f"cannot resume {run_dir}: its {', '.join(diff)} differ from "
-                     "this command's")
+    raise InputError(f"cannot resume {run_dir}: its {' and '.join(diff)} "
+                     f"{'differs' if len(diff) == 1 else 'differ'} from this command's; "
+                     "pass --overwrite to replace it")
 
 
 def with_trained(plan: Sequence[Mapping[str, Any]],
@@ -305,20 +333,21 @@ def format_summary(summary: Mapping[str, Any], title: str = "") -> str:
 
 def _write_run_dir(run_dir: pathlib.Path, resolved: dict, result: TrainResult,
                    y: np.ndarray, summary: dict, model: Model) -> None:
-  np.save(run_dir / "labels.npy", result.labels.astype(np.int32))
-  np.save(run_dir / "y_true.npy", np.asarray(y))
-  with (run_dir / "metrics.jsonl").open("w") as f:
-    for r in range(result.labels.shape[0]):
-      line = {"run": r, "seed": resolved["seed"], "key": f"fold_in(key({resolved['seed']}), {r})",
-              **(result.metrics[r] if result.metrics else {}),
-              "terms": {k: float(v[r]) for k, v in result.terms.items()},
-              "seconds": float(result.seconds[r])}
-      f.write(json.dumps(line) + "\n")
+  # Each file atomically; labels.npy, which marks a finished run, after the model.
+  lines = [{"run": r, "seed": resolved["seed"],
+            "key": f"fold_in(key({resolved['seed']}), {r})",
+            **(result.metrics[r] if result.metrics else {}),
+            "terms": {k: float(v[r]) for k, v in result.terms.items()},
+            "seconds": float(result.seconds[r])} for r in range(result.labels.shape[0])]
+  rundir.write_text(run_dir / "metrics.jsonl", "".join(json.dumps(l) + "\n" for l in lines))
+  rundir.save_npy(run_dir / "y_true.npy", np.asarray(y))
   model.save(run_dir / MODEL_FILE)
   title = f"# {resolved['method']} on {resolved['dataset']}"
   text = format_summary(summary, title)
   text += "\n## Config\n\n```json\n" + json.dumps(resolved, indent=2) + "\n```\n"
-  (run_dir / "summary.md").write_text(text)
+  rundir.write_text(run_dir / "summary.md", text)
+  rundir.save_npy(run_dir / "labels.npy", result.labels.astype(np.int32))
+  (run_dir / rundir.FAILED_FILE).unlink(missing_ok=True)
 
 
 def evaluate_run_dir(run_dir: str | pathlib.Path) -> dict[str, Any]:
@@ -447,7 +476,7 @@ class Model:
     meta = {"method": self.method, "run": self.run}
     arrays = {**{f"params/{k}": v for k, v in leaves_by_path(self.params).items()},
               **{f"state/{k}": v for k, v in leaves_by_path(self.state).items()}}
-    np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+    rundir.save_npz(path, meta=np.array(json.dumps(meta)), **arrays)
 
 
 def read_config(run_dir: str | pathlib.Path) -> dict[str, Any]:

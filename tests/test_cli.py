@@ -223,8 +223,8 @@ def test_resume_finished_run_keeps_final_loss_terms(cm_five, capsys, tmp_path):
 def test_resume_with_other_config_is_refused(cm_five, capsys, tmp_path):
   code, err, copy = resume_copy(cm_five, capsys, tmp_path, "--set", "alpha=4")
   assert code == 2
-  assert err.strip() == (f"deepclust: error: cannot resume {copy}: its config differ from "
-                         "this command's")
+  assert err.strip() == (f"deepclust: error: cannot resume {copy}: its config differs from "
+                         "this command's; pass --overwrite to replace it")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -269,8 +269,9 @@ def test_existing_out_dir_needs_resume(kmeans_iris, capsys):
   code, _, err = run(capsys, "fit", "kmeans", "--dataset", "iris", "--runs", "3", "--out",
                      str(out_dir), "--quiet")
   assert code == 2
-  assert err.strip() == (f"deepclust: error: {out_dir} already holds a run; pass --resume "
-                         "to continue it or choose another --out directory")
+  assert err.strip() == (f"deepclust: error: {out_dir} holds a finished run; pass --resume "
+                         "to continue it from its last checkpoint, --overwrite to replace it, "
+                         "or choose another --out")
   assert (out_dir / "config.json").read_text() == before
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from deepclust_jax import metrics, pipeline
 from deepclust_jax.data import Dataset
-from deepclust_jax.errors import ConfigError, DeepclustError, InputError
+from deepclust_jax.errors import ConfigError, DeepclustError, InputError, NonFiniteError
 
 QUIET = {"progress": False}
 
@@ -67,12 +67,55 @@ def test_run_directory_contents(kmeans_run):
 
 def test_resume_with_other_settings_is_refused(kmeans_run):
   ds, report = kmeans_run
-  with pytest.raises(InputError, match="seed differ"):
+  with pytest.raises(InputError, match="its seed differs from this command"):
     pipeline.fit("kmeans", ds, runs=2, seed=4, overrides={"n_init": "2"},
                  out=report.run_dir, resume=True, options=QUIET)
-  with pytest.raises(InputError, match="already holds a run"):
+  with pytest.raises(InputError, match="holds a finished run"):
     pipeline.fit("kmeans", ds, runs=2, seed=3, overrides={"n_init": "2"},
                  out=report.run_dir, options=QUIET)
+
+
+def test_a_failed_run_says_what_to_do_and_overwrite_replaces_it(tmp_path, monkeypatch):
+  ds, out = three_blobs(30), tmp_path / "run"
+
+  def broken(*args, **kwargs):
+    raise NonFiniteError("loss is NaN in phase train, epoch 3")
+
+  monkeypatch.setattr(pipeline, "train", broken)
+  with pytest.raises(NonFiniteError):
+    pipeline.fit("cm", ds, epochs=2, out=out, options=QUIET)
+  monkeypatch.undo()
+  with pytest.raises(InputError, match=r"holds a run that failed \(NonFiniteError: loss is "
+                     r"NaN in phase train, epoch 3\); pass --resume .* --overwrite"):
+    pipeline.fit("cm", ds, epochs=2, out=out, options=QUIET)
+  with pytest.raises(InputError, match="pass one"):
+    pipeline.fit("cm", ds, epochs=2, out=out, resume=True, overwrite=True, options=QUIET)
+  report = pipeline.fit("kmeans", ds, out=out, overwrite=True, options=QUIET)
+  assert not (out / "failed.json").exists() and (out / "labels.npy").exists()
+  assert pipeline.read_config(out)["method"] == "kmeans"
+  assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
+      p.name for p in report.run_dir.iterdir() if not p.name.startswith("."))
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_directory(tmp_path):
+  import subprocess
+  import sys
+  out = tmp_path / "run"
+  out.mkdir()
+  holder = subprocess.Popen(
+      [sys.executable, "-c", "import sys, time; from deepclust_jax import rundir\n"
+       f"with rundir.lock({str(out)!r}):\n  print('held', flush=True); time.sleep(60)"],
+      stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(InputError, match=rf"in use by another deepclust process "
+                                         rf"\(pid {holder.pid}\)"):
+      pipeline.fit("kmeans", three_blobs(30), out=out, options=QUIET)
+    assert not (out / "config.json").exists()
+  finally:
+    holder.kill()
+    holder.wait()
+  pipeline.fit("kmeans", three_blobs(30), out=out, options=QUIET)  # released by the kernel
 
 
 def test_in_memory_fit_writes_nothing(tmp_path, monkeypatch):

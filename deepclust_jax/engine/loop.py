@@ -31,7 +31,7 @@ import numpy as np
 import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from deepclust_jax import metrics
+from deepclust_jax import metrics, rundir
 from deepclust_jax.baselines.kmeans import kmeans
 from deepclust_jax.engine import pretrained as pretrained_lib
 from deepclust_jax.engine.checkpoint import Checkpointer, abstract
@@ -370,7 +370,7 @@ class _History:
     self.records = [r for r in self.records
                     if r["chunk"] != chunk or r["global_epoch"] <= done_epochs]
     if self.path is not None:
-      self.path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+      rundir.write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
 
   def append(self, record: dict[str, Any]) -> None:
     self.records.append(record)
