@@ -231,9 +231,15 @@ def main(argv: list[str] | None = None) -> int:
   failures = 0
   tag = "".join(f"-{k}{v}" for k, v in sorted(extra.items()))
 
+  rows = {row["label"]: row for row in config["rows"]}
+
+  def row_epochs(row: dict) -> int | None:
+    # A row's own "epochs" (0: a start shared by other rows) beats the config's.
+    return row["epochs"] if "epochs" in row else epochs
+
   def run_dir(label: str) -> pathlib.Path:
-    return (pathlib.Path("runs") / name
-            / f"{label.replace(' ', '_').replace('^', '')}-r{runs}-e{epochs}{tag}")
+    return (pathlib.Path("runs") / name / f"{label.replace(' ', '_').replace('^', '')}"
+            f"-r{runs}-e{row_epochs(rows[label])}{tag}")
 
   for row in config["rows"]:
     if args.rows and not any(_matches(row["label"], s, labels) for s in args.rows):
@@ -242,18 +248,18 @@ def main(argv: list[str] | None = None) -> int:
     # A row may start from another row's pretrained autoencoders (run it first).
     pretrained = run_dir(row["pretrained"]) if "pretrained" in row else None
     command = (["python", "experiments/reproduce.py", args.config, "--rows", row["label"],
-                "--runs", str(runs)] + (["--epochs", str(epochs)] if epochs else [])
+                "--runs", str(runs)] + (["--epochs", str(epochs)] if args.epochs else [])
                + [f"--set={pair}" for pair in args.set])
     print(f"== {row['label']}: {runs} run(s)", flush=True)
     start = datetime.datetime.now()
-    record = {"label": row["label"], "runs": runs, "epochs": epochs, "overrides": extra,
+    record = {"label": row["label"], "runs": runs, "epochs": row_epochs(row), "overrides": extra,
               "options": row.get("options", {}),
               "hardware": hardware(), "date": start.date().isoformat(),
               "command": shlex.join(command)}
     try:
       report = pipeline.fit(
           row["method"], row["dataset"], runs=runs, seed=config.get("seed", 0),
-          epochs=epochs, overrides={**row.get("overrides", {}), **extra},
+          epochs=row_epochs(row), overrides={**row.get("overrides", {}), **extra},
           data_dir=args.data_dir,
           out=out, resume=(out / "config.json").exists(), pretrained=pretrained,
           options={"progress": not args.quiet, "chunk_runs": args.chunk_runs,

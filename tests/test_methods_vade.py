@@ -21,7 +21,8 @@ N, K, P = 120, 3, 2
 TINY = {"hidden": (8,), "latent": P, "pretrain_epochs": 1, "pretrain_batch_size": 40,
         "gamma_epochs": 1, "epochs": 2, "batch_size": 40, "siamese_epochs": 1,
         "siamese_batch_size": 40, "kmeans_restarts": 1, "num_clusters": K}
-VADE_PHASES = ["pretrain", "mixture", "gamma", "joint"]
+VADE_PHASES = ["pretrain", "mixture", "joint"]
+NO_GRAPH_PHASES = ["pretrain", "mixture", "gamma", "joint"]  # DGG without graph
 DGG_PHASES = ["pretrain", "mixture", "gamma", "input_graph", "siamese", "graph", "joint"]
 
 
@@ -46,10 +47,13 @@ def test_phases_and_their_order():
   fits = {"mixture", "input_graph", "graph"}
   for phase in d.phases:
     assert isinstance(phase, FitPhase if phase.name in fits else SGDPhase), phase.name
-  # dgg with no neighbours is vade, through the same builder.
-  assert [p.name for p in build("dgg", num_neighbours=0).phases] == VADE_PHASES
-  assert methods.resolve("dgg").num_neighbours == 3
-  assert methods.resolve("vade").num_neighbours == 0
+  # dgg with no neighbours keeps its gamma head: DGG without graph, not VaDE.
+  no_graph = build("dgg", num_neighbours=0)
+  assert no_graph.name == "dgg" and [p.name for p in no_graph.phases] == NO_GRAPH_PHASES
+  dgg, vade_config = methods.resolve("dgg"), methods.resolve("vade")
+  assert (dgg.num_neighbours, dgg.posterior, dgg.learn_weights) == (3, "head", False)
+  assert (vade_config.num_neighbours, vade_config.posterior, vade_config.learn_weights,
+          vade_config.mixture) == (0, "mixture", True, "gmm")
 
 
 def test_joint_schedule_is_staircase_decay_per_epochs():
@@ -58,7 +62,7 @@ def test_joint_schedule_is_staircase_decay_per_epochs():
   joint = method.phases[-1]
   assert (joint.epochs, joint.batch_size) == (300, 100)
   tx = joint.updates[0].tx(2)  # 2 steps per epoch: the rate drops every 20 steps
-  params = {"vae": jnp.zeros(()), "gamma": jnp.zeros(()), "mixture": jnp.zeros(())}
+  params = {"vae": jnp.zeros(()), "mixture": jnp.zeros(())}
 
   def step(opt_state, _):
     # A constant unit gradient: Adam's step is then the learning rate itself.
@@ -79,8 +83,11 @@ def test_state_shapes_and_dtypes():
       "nbrs": ((N, 4), jnp.int32)}
   params, state = jax.eval_shape(build("vade").init, jax.random.key(0), {"x": x})
   assert set(state) == {"labels"}
-  assert set(params) == {"vae", "gamma", "mixture"}
+  assert set(params) == {"vae", "mixture"}  # q(c|x) = p(c|z): no gamma head
   chex.assert_shape([params["mixture"]["mu"], params["mixture"]["logvar"]], (K, P))
+  chex.assert_shape(params["mixture"]["logits"], (K,))  # the learned mixing weights
+  params, _ = jax.eval_shape(build("dgg", num_neighbours=0).init, jax.random.key(0), {"x": x})
+  assert set(params) == {"vae", "gamma", "mixture"} and set(params["mixture"]) == {"mu", "logvar"}
 
 
 def test_joint_batch_gathers_the_stored_neighbours():
@@ -143,6 +150,71 @@ def test_no_neighbours_gives_vades_elbo():
   for name, value in expected_terms.items():
     np.testing.assert_allclose(terms[name], value, rtol=1e-5, atol=1e-6)
   assert float(terms["log_pc_qc"]) < 0  # -KL(gamma || pi), not DGG's 0 for a lone anchor
+
+
+def test_vade_trains_the_papers_elbo_with_q_c_equal_to_p_c_given_z(x64):
+  """vade's joint loss: q(c|x) = p(c|z) at the sampled z, learned pi, the gradient through both."""
+  method = build("vade")
+  x = jnp.asarray(data.load("digits").x[:16], jnp.float64)
+  key = jax.random.key(3)
+  params, state = method.init(key, {"x": x})
+  keys = jax.random.split(jax.random.key(4), 3)
+  mixture = {"mu": jax.random.normal(keys[0], (K, P), jnp.float64),
+             "logvar": 0.3 * jax.random.normal(keys[1], (K, P), jnp.float64),
+             "logits": jax.random.normal(keys[2], (K,), jnp.float64)}
+  joint = method.phases[-1]
+  batch = joint.batch(jnp.arange(16), {"x": x}, state, key)
+
+  def loss(mixture):
+    return joint.updates[0].loss({**params, "mixture": mixture}, state, batch, key)[0]
+
+  def independent(mixture):
+    z_mean, z_logvar, z, logits = VAE(64, P, (8,)).apply({"params": params["vae"]}, x, key)
+    log_pi = jax.nn.log_softmax(mixture["logits"])
+    log_gamma = vade_losses.vade_log_posterior(z, mixture["mu"], mixture["logvar"],
+                                               log_pi=log_pi)
+    return vade_losses.vade_loss(vade_losses.bernoulli_log_likelihood(x, logits), z_mean,
+                                 z_logvar, log_gamma, mixture["mu"], mixture["logvar"],
+                                 log_pi=log_pi)[0]
+
+  np.testing.assert_allclose(loss(mixture), independent(mixture), rtol=1e-6)
+  jax.test_util.check_grads(loss, (mixture,), order=1, modes=["rev"], atol=1e-4, rtol=1e-4)
+  # The mixing weights move: their gradient is not zero.
+  assert float(jnp.abs(jax.grad(loss)(mixture)["logits"]).max()) > 1e-6
+  # Prediction is p(c|z) at the latent mean.
+  z_mean = method.encode({**params, "mixture": mixture}, state, x)
+  np.testing.assert_allclose(
+      method.predict({**params, "mixture": mixture}, state, x),
+      jnp.exp(vade_losses.vade_log_posterior(z_mean, mixture["mu"], mixture["logvar"],
+                                             log_pi=jax.nn.log_softmax(mixture["logits"]))),
+      rtol=1e-6)
+
+
+@pytest.mark.parametrize("schedule", ["keras", "pytorch", "dgg"])
+def test_schedules_are_the_public_codes(schedule):
+  """Each reference's joint schedule as a preset: floor, epsilon, batch, weight decay, head."""
+  from deepclust_jax.configs.vade import SCHEDULES
+  config = methods.resolve("vade", dataset="mnist", num_classes=10,
+                           overrides=SCHEDULES[schedule])
+  method = methods.get("vade").build(config, (784,))
+  joint = method.phases[-1]
+  tx = joint.updates[0].tx(1)  # one step per epoch: the rate drops every decay_epochs steps
+  params = {"vae": jnp.zeros(()), "mixture": jnp.zeros(())}
+
+  def step(opt_state, _):
+    updates, opt_state = tx.update(jax.tree.map(jnp.ones_like, params), opt_state, params)
+    return opt_state, -updates["vae"]
+
+  rates = np.asarray(jax.lax.scan(step, tx.init(params), None, length=300)[1])
+  expected = {"keras": (0.9, 2e-4, 100), "pytorch": (0.95, 0.0, 800), "dgg": (0.9, 0.0, 100)}
+  decay, floor, batch = expected[schedule]
+  epochs = np.arange(300)
+  want = np.maximum(2e-3 * decay ** (epochs // 10), floor)
+  if schedule == "dgg":  # L2 weight decay 1e-4 on the zero parameters adds nothing here
+    assert config.weight_decay == 1e-4
+  # Adam's step for a constant unit gradient is the rate times 1 / (1 + eps).
+  np.testing.assert_allclose(rates, want / (1 + config.adam_eps), rtol=1e-4)
+  assert joint.batch_size == batch
 
 
 def test_fit_resume_and_state(tiny, tmp_path):

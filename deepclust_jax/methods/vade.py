@@ -6,37 +6,44 @@ Yang, Cheung, Li & Fang (2019), "Deep Clustering by Gaussian Mixture
 Variational Autoencoders with Graph Embedding", ICCV, supplement sections 4-5
 (DGG); the objective is the one of ``docs/methods.md#vade-and-dgg``.
 
-One builder serves both: DGG with ``num_neighbours = 0`` is VaDE. The phases:
+One builder serves both; the config says which ``q(c|x)`` (``posterior``):
+
+* ``vade`` is the paper's VaDE: ``q(c|x) = p(c|z)`` in closed form
+  (:func:`~deepclust_jax.losses.vade.vade_log_posterior`) at the sampled
+  ``z`` in training, with the gradient through it, and at the latent mean for
+  prediction; a diagonal GMM on the latent means starts the mixture; the
+  mixing weights are learned (softmax logits).
+* ``dgg`` has DGG's gamma head, one linear layer on ``z_mean``, trained on the
+  start's labels before the joint phase; the mixing weights stay uniform, as
+  in the DGG code. ``dgg`` with ``num_neighbours = 0`` is "DGG without graph".
+
+The phases:
 
 1. ``pretrain*``: the VAE as a deterministic autoencoder ``x -> z_mean -> x``,
-   by the shared :mod:`~deepclust_jax.methods.pretraining` (recipe ``adam``
-   on the reconstruction log-likelihood by default);
-2. ``mixture``: k-means (or a diagonal GMM) on the latent means sets the
-   mixture's means and per-cluster, per-dimension variances; the labels go
-   into the run's state;
-3. ``gamma``: the gamma head ``q(c|x)`` (one linear layer on ``z_mean``) is
-   trained on those labels by cross-entropy;
+   by the shared :mod:`~deepclust_jax.methods.pretraining`;
+2. ``mixture``: a diagonal GMM (or k-means) on the latent means sets the
+   mixture's means, per-cluster, per-dimension variances and weights; the
+   labels go into the run's state; ``logvar_init="mean_head"`` copies the
+   mean head into the untrained log-variance head here (VaDE-pytorch);
+3. ``gamma`` (gamma head only): the head learns those labels by cross-entropy;
 4. DGG only: ``input_graph`` (the N_t nearest neighbours in input space, into
    the state), ``siamese`` (the contrastive loss on those neighbours and random
    negatives) and ``graph`` (the N_s nearest neighbours in the Siamese
    embedding, into the state, so checkpointed and reused on resume);
 5. ``joint``: the DGG objective over each anchor and its stored neighbours
    (VaDE's ELBO with the prior ``pi`` when there are none), Adam decayed by a
-   factor every few epochs.
+   factor every few epochs down to ``lr_floor``.
 
-Clusters are predicted by the gamma head (DGG's ``q(c|x)``), for VaDE too: the
-original VaDE uses the mixture's posterior ``p(c|z)``
-(:func:`~deepclust_jax.losses.vade.vade_log_posterior`) instead, so ``vade``
-here is DGG's objective without a graph, as the DGG authors compare them.
 Runs are ranked by minus the VaDE ELBO (``neg_elbo``): a bound on
 ``-log p(x)`` of the one generative model that both methods fit, so a label-free
 choice; DGG's own objective needs each sample's neighbours, which the
 engine's row-wise criteria do not see.
 
-Where the papers are silent the defaults are ours: pretraining by Adam(1e-3)
-for 50 epochs on batches of 256, 10 epochs of the gamma head, 100 Siamese
-epochs on batches of 256 anchors. Siamese optimiser: Adam(5e-4), weight decay
-1e-4, rate divided by 10 every 70 epochs, margin 3 (supplement, section 5).
+The joint schedules of the three public codes are presets
+(:data:`~deepclust_jax.configs.vade.SCHEDULES`). Where the papers are silent
+the defaults are ours: 10 epochs of the gamma head, 100 Siamese epochs on
+batches of 256 anchors. Siamese optimiser: Adam(5e-4), weight decay 1e-4,
+rate divided by 10 every 70 epochs, margin 3 (supplement, section 5).
 """
 
 from __future__ import annotations
@@ -69,15 +76,25 @@ class VaDEConfig(pretraining.PretrainConfig):
 
   Attributes:
     num_clusters: K; 0 takes the dataset's number of classes.
-    num_neighbours: N_s, neighbours per anchor in the joint objective; 0 is VaDE.
+    num_neighbours: N_s, neighbours per anchor in the joint objective.
+    posterior: ``q(c|x)``: "mixture", VaDE's ``p(c|z)``; "head", DGG's gamma head.
+    learn_weights: learn the mixing weights ``pi`` (softmax logits, started
+      at the start's weights); else ``pi`` is uniform and fixed.
+    mixture: the start on the latent means, a diagonal "gmm" or "kmeans".
+    logvar_init: the log-variance head at the start: "random" (as drawn) or
+      "mean_head", a copy of the pretrained mean head (VaDE-pytorch).
     latent: p, the code width.
     hidden: encoder hidden widths (decoder reversed; the Siamese net's too).
     likelihood: "bernoulli" for data in [0, 1], "gaussian" otherwise.
     scale: the Gaussian reconstruction's fixed standard deviation.
-    gamma_epochs, gamma_lr: training of the gamma head on the k-means labels.
+    gamma_epochs, gamma_lr, gamma_optimizer, gamma_momentum: training of the
+      gamma head on the start's labels (posterior "head").
     epochs, batch_size, learning_rate: joint training, batches of anchors.
-    decay_rate, decay_epochs: the joint rate is multiplied by ``decay_rate``
-      every ``decay_epochs`` epochs.
+    decay_rate, decay_epochs, lr_floor: the joint rate is multiplied by
+      ``decay_rate`` every ``decay_epochs`` epochs, down to ``lr_floor``.
+    adam_eps: the joint Adam's epsilon.
+    weight_decay: the joint phase's L2 weight decay on every trained parameter
+      (PyTorch Adam's ``weight_decay``: added to the gradient).
     siamese_neighbours: N_t, input-space neighbours giving the positive pairs.
     siamese_epochs, siamese_batch_size, siamese_lr: the Siamese network (DGG).
     siamese_decay_epochs, siamese_weight_decay, margin: its schedule (rate
@@ -86,17 +103,26 @@ class VaDEConfig(pretraining.PretrainConfig):
 
   num_clusters: int = 0
   num_neighbours: int = 0
+  posterior: Literal["mixture", "head"] = "mixture"
+  learn_weights: bool = True
+  mixture: Literal["kmeans", "gmm"] = "gmm"
+  logvar_init: Literal["random", "mean_head"] = "random"
   latent: int = 10
   hidden: tuple[int, ...] = (500, 500, 2000)
   likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
   scale: float = 1.0
   gamma_epochs: int = 10
   gamma_lr: float = 2e-3
+  gamma_optimizer: Literal["adam", "sgd"] = "adam"
+  gamma_momentum: float = 0.9
   epochs: int = 300
   batch_size: int = 100
   learning_rate: float = 2e-3
   decay_rate: float = 0.9
   decay_epochs: int = 10
+  lr_floor: float = 0.0
+  adam_eps: float = 1e-8
+  weight_decay: float = 0.0
   siamese_neighbours: int = 2
   siamese_epochs: int = 100
   siamese_batch_size: int = 256
@@ -112,6 +138,12 @@ class VaDEConfig(pretraining.PretrainConfig):
     require(self.siamese_neighbours >= 1,
             f"siamese_neighbours={self.siamese_neighbours} must be >= 1")
     require(self.scale > 0, f"scale={self.scale} must be positive")
+    require(self.adam_eps > 0, f"adam_eps={self.adam_eps} must be positive")
+    require(min(self.lr_floor, self.weight_decay) >= 0,
+            "lr_floor and weight_decay must be >= 0")
+    require(0 <= self.gamma_momentum < 1,
+            f"gamma_momentum={self.gamma_momentum} must be in [0, 1)")
+    require(0 < self.decay_rate <= 1, f"decay_rate={self.decay_rate} must be in (0, 1]")
     require(min(self.gamma_epochs, self.epochs, self.siamese_epochs) >= 0,
             "epoch counts must be >= 0")
     require(min(self.batch_size, self.siamese_batch_size) > 0, "batch sizes must be positive")
@@ -127,23 +159,27 @@ class VaDEConfig(pretraining.PretrainConfig):
 
 @dataclasses.dataclass(frozen=True)
 class DGGConfig(VaDEConfig):
-  """:class:`VaDEConfig` with a graph: N_s = 3 neighbours per anchor by default."""
+  """:class:`VaDEConfig` of DGG: a gamma head, uniform ``pi``, k-means start, N_s = 3."""
 
   num_neighbours: int = 3
+  posterior: Literal["mixture", "head"] = "head"
+  learn_weights: bool = False
+  mixture: Literal["kmeans", "gmm"] = "kmeans"
 
 
 def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
-  """VaDE (``num_neighbours == 0``) or DGG as pure pieces; samples of ``shape`` are flattened.
+  """VaDE or DGG as pure pieces; samples of ``shape`` are flattened.
 
   Example:
     >>> config = registry.resolve("vade", overrides={"num_clusters": 3, "hidden": (8,)})
     >>> [phase.name for phase in build(config, (64,)).phases]
-    ['pretrain', 'mixture', 'gamma', 'joint']
+    ['pretrain', 'mixture', 'joint']
     >>> config = registry.resolve("dgg", overrides={"num_clusters": 3, "hidden": (8,)})
     >>> [phase.name for phase in build(config, (64,)).phases]
     ['pretrain', 'mixture', 'gamma', 'input_graph', 'siamese', 'graph', 'joint']
   """
   num_clusters, num_neighbours = config.num_clusters, config.num_neighbours
+  has_head = config.posterior == "head"
   vae = VAE(math.prod(shape), config.latent, config.hidden, config.matmul_dtype)
   head = GammaHead(num_clusters)
   siamese = Siamese(config.latent, config.hidden)
@@ -157,12 +193,15 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
     x = data["x"]
     n = x.shape[0]
     vae_key, head_key, siamese_key, sample_key = jax.random.split(key, 4)
+    weights = jnp.full((num_clusters,), 1.0 / num_clusters, x.dtype)
     params = {
         "vae": vae.init(vae_key, x[:1], sample_key)["params"],
-        "gamma": head.init(head_key, jnp.zeros((1, config.latent), x.dtype))["params"],
         # Set by the "mixture" phase.
-        "mixture": mixture_params(jnp.zeros((num_clusters, config.latent), x.dtype)),
+        "mixture": mixture_params(jnp.zeros((num_clusters, config.latent), x.dtype),
+                                  weights=weights if config.learn_weights else None),
     }
+    if has_head:
+      params["gamma"] = head.init(head_key, jnp.zeros((1, config.latent), x.dtype))["params"]
     state = {"labels": jnp.zeros((n,), jnp.int32)}
     if num_neighbours:
       params["siamese"] = siamese.init(siamese_key, x[:1])["params"]
@@ -174,11 +213,22 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
     del state
     return vae.apply({"params": params["vae"]}, x, method=VAE.encode)[0]
 
-  def log_gamma(params, z_mean):
-    return head.apply({"params": params["gamma"]}, z_mean)
+  def log_pi(params):
+    if config.learn_weights:
+      return jax.nn.log_softmax(params["mixture"]["logits"])
+    return jnp.full((num_clusters,), -math.log(num_clusters), params["mixture"]["mu"].dtype)
+
+  def log_gamma(params, z_mean, z):
+    """``log q(c|x)``: VaDE's ``p(c|z)`` at ``z``, or DGG's head at ``z_mean``."""
+    if has_head:
+      return head.apply({"params": params["gamma"]}, z_mean)
+    mixture = params["mixture"]
+    return vade_losses.vade_log_posterior(z, mixture["mu"], mixture["logvar"],
+                                          log_pi=log_pi(params))
 
   def predict(params, state, x):
-    return jnp.exp(log_gamma(params, encode(params, state, x)))
+    z_mean = encode(params, state, x)
+    return jnp.exp(log_gamma(params, z_mean, z_mean))
 
   def autoencode(params, state, x, key):
     del key  # deterministic: the decoder reads the latent mean
@@ -193,8 +243,11 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
       decoder_layers=pretraining.dense_paths("decoder", depth + 1))
 
   def wire_mixture(params, state, start):
-    return ({**params, "mixture": mixture_params(start.mu, start.var)},
-            {**state, "labels": start.labels})
+    weights = start.weights if config.learn_weights else None
+    params = {**params, "mixture": mixture_params(start.mu, start.var, weights)}
+    if config.logvar_init == "mean_head":  # pretraining never trains the log-variance head
+      params["vae"] = {**params["vae"], "logvar_head": params["vae"]["mean_head"]}
+    return params, {**state, "labels": start.labels}
 
   def with_labels(idx, data, state, key):
     del key
@@ -204,7 +257,7 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
     del key
     # The encoder is frozen here: no gradient through it saves its backward pass.
     z_mean = jax.lax.stop_gradient(encode(params, None, batch["x"]))
-    log_q = log_gamma(params, z_mean)
+    log_q = log_gamma(params, z_mean, z_mean)
     cross_entropy = -jnp.mean(jnp.take_along_axis(log_q, batch["labels"][:, None], -1))
     return cross_entropy, {"cross_entropy": cross_entropy}
 
@@ -246,13 +299,12 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
 
   def joint_loss(params, batch, key):
     x = batch["x"]
-    z_mean, z_logvar, _, out = vae.apply({"params": params["vae"]}, x, key)
+    z_mean, z_logvar, z, out = vae.apply({"params": params["vae"]}, x, key)
     mixture = params["mixture"]
-    # Without neighbours, m_i = pi (uniform) turns DGG's objective into VaDE's ELBO.
-    log_pi = None if num_neighbours else jnp.full((num_clusters,), -math.log(num_clusters))
+    # Without neighbours, m_i = pi turns DGG's objective into VaDE's ELBO.
     return vade_losses.dgg_loss(reconstruction(x[:, :1], out), z_mean, z_logvar,
-                                log_gamma(params, z_mean), mixture["mu"], mixture["logvar"],
-                                log_prior=log_pi)
+                                log_gamma(params, z_mean, z), mixture["mu"], mixture["logvar"],
+                                log_prior=None if num_neighbours else log_pi(params))
 
   def criteria(params, state, x, gamma):
     del gamma  # its log may be -inf; the head's log-softmax is finite
@@ -263,16 +315,21 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
 
     def neg_elbo(*sample):
       return vade_losses.vade_loss(*(a[None] for a in sample), mixture["mu"],
-                                   mixture["logvar"])[0]
+                                   mixture["logvar"], log_pi=log_pi(params))[0]
 
     return {"neg_elbo": jax.vmap(neg_elbo)(reconstruction(x, out), z_mean, z_logvar,
-                                           log_gamma(params, z_mean))}
+                                           log_gamma(params, z_mean, z_mean))}
 
   def joint_tx(steps_per_epoch):
     schedule = optax.exponential_decay(config.learning_rate,
                                        config.decay_epochs * steps_per_epoch,
-                                       config.decay_rate, staircase=True)
-    return optimizer("adam", schedule, trainable={"vae", "gamma", "mixture"})
+                                       config.decay_rate, staircase=True,
+                                       end_value=config.lr_floor or None)
+    tx = optimizer("adam", schedule, eps=config.adam_eps,
+                   trainable={"vae", "mixture", *(("gamma",) if has_head else ())})
+    if config.weight_decay:  # the DGG code's Adam(weight_decay=1e-4): L2 on every parameter
+      tx = optax.chain(optax.add_decayed_weights(config.weight_decay), tx)
+    return tx
 
   def siamese_tx(steps_per_epoch):
     schedule = optax.exponential_decay(config.siamese_lr,
@@ -285,10 +342,12 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
   phases = (
       *pretraining.phases(spec, config),
       pretraining.start_phase(encode, config, num_clusters, wire_mixture),
-      SGDPhase("gamma", (Update(stateless(gamma_loss),
-                                optimizer("adam", config.gamma_lr, trainable={"gamma"})),),
-               config.gamma_epochs, config.batch_size, batch=with_labels),
   )
+  if has_head:
+    gamma_tx = optimizer(config.gamma_optimizer, config.gamma_lr, trainable={"gamma"},
+                         momentum=config.gamma_momentum)
+    phases += (SGDPhase("gamma", (Update(stateless(gamma_loss), gamma_tx),),
+                        config.gamma_epochs, config.batch_size, batch=with_labels),)
   if num_neighbours:
     phases += (
         FitPhase("input_graph", input_graph),
@@ -298,14 +357,16 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
     )
   phases += (SGDPhase("joint", (Update(stateless(joint_loss), joint_tx),), config.epochs,
                       config.batch_size, batch=neighbourhoods),)
-  return Method("dgg" if num_neighbours else "vade", num_clusters,
+  return Method("dgg" if isinstance(config, DGGConfig) else "vade", num_clusters,
                 pretraining.init(spec, config, init), phases, predict, criteria,
                 select_by="neg_elbo", encode=encode, autoencoder=spec.group)
 
 
 registry.register(registry.MethodSpec(
     "vade", VaDEConfig, build, presets.VADE,
-    "VaDE (Jiang et al. 2017): VAE with a Gaussian-mixture prior, gamma head as q(c|x)"))
+    "VaDE (Jiang et al. 2017): VAE with a Gaussian-mixture prior, q(c|x) = p(c|z), "
+    "a GMM start and learned weights"))
 registry.register(registry.MethodSpec(
     "dgg", DGGConfig, build, presets.DGG,
-    "DGG (Yang et al. 2019): VaDE with a Siamese-embedding graph of N_s neighbours"))
+    "DGG (Yang et al. 2019): a gamma head and a Siamese-embedding graph of N_s "
+    "neighbours (num_neighbours=0: DGG without graph)"))

@@ -5,9 +5,8 @@ log-variance head of size p = 10 and a mirrored decoder; the ``gamma`` head is
 DGG's single linear layer p -> K on the latent mean; the Siamese network has
 the encoder's shape (DGG supplement, section 5). The Gaussian mixture is not a
 module: :func:`mixture_params` makes plain arrays that sit in the params
-pytree beside the networks' parameters. There are no learned mixing weights
-(``docs/methods.md#vade-and-dgg``): the losses take ``log_pi``, uniform
-by default.
+pytree beside the networks' parameters, with the mixing weights as softmax
+logits where they are learned (VaDE; ``docs/methods.md#vade-and-dgg``).
 
 Hidden layers are the :class:`~deepclust_jax.models.autoencoder.MLP` with
 LeakyReLU slope 0, i.e. ReLU.
@@ -139,18 +138,29 @@ class Siamese(nn.Module):
     return MLP((*self.hidden, self.latent), negative_slope=0.0, name="mlp")(x)
 
 
-def mixture_params(mu: jax.Array, var: jax.Array | None = None) -> dict[str, jax.Array]:
-  """The Gaussian mixture's parameters ``{"mu": (K, p), "logvar": (K, p)}``.
+def mixture_params(mu: jax.Array, var: jax.Array | None = None,
+                   weights: jax.Array | None = None) -> dict[str, jax.Array]:
+  """The Gaussian mixture's parameters ``{"mu": (K, p), "logvar": (K, p)[, "logits": (K,)]}``.
 
-  From k-means on the latent means: ``mu`` the centroids and ``var`` the
-  per-cluster, per-dimension variances (1 when ``None``). Variances below
-  :data:`~deepclust_jax.losses.vade.VARIANCE_FLOOR` (a cluster of one point)
-  are raised to it, so the log-variance is finite.
+  From a start on the latent means: ``mu`` the means and ``var`` the
+  per-cluster, per-dimension variances (1 when ``None``); ``weights`` the
+  mixing weights, kept as logits (``log weights``, so a softmax gives them
+  back) for a mixture that learns them, and left out when ``None``.
+  Variances below :data:`~deepclust_jax.losses.vade.VARIANCE_FLOOR` (a
+  cluster of one point) are raised to it, and weights to 1e-12 of the mean
+  weight (an empty cluster), so every log is finite.
 
   Example:
     >>> mixture = mixture_params(jnp.zeros((3, 2)), jnp.array([[1.0, 0.0]] * 3))
     >>> mixture["mu"].shape, mixture["logvar"][0].tolist()
     ((3, 2), [0.0, -13.815510749816895])
+    >>> logits = mixture_params(jnp.zeros((2, 1)), weights=jnp.array([0.25, 0.75]))["logits"]
+    >>> [round(w, 6) for w in jax.nn.softmax(logits).tolist()]
+    [0.25, 0.75]
   """
   var = jnp.ones_like(mu) if var is None else jnp.asarray(var, mu.dtype)
-  return {"mu": mu, "logvar": jnp.log(jnp.maximum(var, VARIANCE_FLOOR))}
+  params = {"mu": mu, "logvar": jnp.log(jnp.maximum(var, VARIANCE_FLOOR))}
+  if weights is not None:
+    weights = jnp.asarray(weights, mu.dtype)
+    params["logits"] = jnp.log(jnp.maximum(weights, 1e-12 / weights.shape[0]))
+  return params
