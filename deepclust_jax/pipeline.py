@@ -30,6 +30,7 @@ from typing import Any
 
 import jax
 import numpy as np
+import scipy.stats
 
 from deepclust_jax import data as data_lib
 from deepclust_jax import methods, rundir
@@ -164,8 +165,10 @@ def fit(
       if run_dir is not None:
         rundir.record_failure(run_dir, e)
       raise
+    criterion = (np.asarray(result.terms[model.select_by])
+                 if model.select_by in (result.terms or {}) else None)
     summary = summarize(result.metrics, result.selected, model.select_by, result.collapsed,
-                        with_trained(resolved["budget"], result.epochs))
+                        with_trained(resolved["budget"], result.epochs), criterion)
     if result.cut_short:
       summary["cut_short"] = True
     if pretrained is not None:
@@ -264,11 +267,17 @@ def with_trained(plan: Sequence[Mapping[str, Any]],
 
 def summarize(scores: Sequence[Mapping[str, float]] | None, selected: int | None,
               select_by: str | None = None, collapsed: Sequence[int] = (),
-              budget: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+              budget: Sequence[Mapping[str, Any]] = (),
+              criterion: Sequence[float] | None = None) -> dict[str, Any]:
   """Mean and std over runs of each score, the selected run, the collapsed runs.
 
   ``budget`` (each SGD phase's epochs and steps, see
   :func:`~deepclust_jax.engine.budget`) is kept as it is, scores or not.
+  With each run's ``criterion`` (the selection's, lower is better) and at
+  least 3 runs that did not collapse, ``selected["spearman_acc"]`` is
+  Spearman's rank correlation of minus the criterion with ACC over those
+  runs: 1 when the criterion ranks the runs as ACC does, so that selecting
+  by it picks the best run; near 0 when it says nothing about ACC.
   """
   summary: dict[str, Any] = {"budget": list(budget)} if budget else {}
   if not scores:
@@ -281,6 +290,10 @@ def summarize(scores: Sequence[Mapping[str, float]] | None, selected: int | None
   if selected is not None:
     summary["selected"] = {"run": selected, "by": select_by,
                            **{k: float(table[k][selected]) for k in SCORES}}
+    kept = np.setdiff1d(np.arange(len(scores)), np.asarray(collapsed, int))
+    if criterion is not None and len(kept) >= 3:
+      rho = scipy.stats.spearmanr(-np.asarray(criterion, float)[kept], table["acc"][kept])[0]
+      summary["selected"]["spearman_acc"] = None if np.isnan(rho) else float(rho)
   return summary
 
 
@@ -324,6 +337,9 @@ def format_summary(summary: Mapping[str, Any], title: str = "") -> str:
     sel = summary["selected"]
     row = " | ".join(f"{100 * sel[k]:.1f}" for k in SCORES)
     lines.append(f"| selected run {sel['run']} (lowest {sel['by']}) | {row} |")
+    if sel.get("spearman_acc") is not None:
+      lines += ["", f"Rank correlation of -{sel['by']} with ACC over the runs that did "
+                    f"not collapse (Spearman): {sel['spearman_acc']:+.2f}"]
   collapsed = summary.get("collapsed", [])
   if collapsed:
     lines += ["", f"{len(collapsed)} run(s) collapsed (a cluster left empty), never "
@@ -369,9 +385,9 @@ def evaluate_run_dir(run_dir: str | pathlib.Path) -> dict[str, Any]:
   scores = [evaluate(y, l) for l in labels]
   collapsed = collapsed_runs(labels, num_clusters)
   select_by = config.get("select_by")
-  selected = (select_run([line["terms"][select_by] for line in lines], collapsed)
-              if select_by else None)
-  return summarize(scores, selected, select_by, collapsed, config.get("budget", ()))
+  criterion = [line["terms"][select_by] for line in lines] if select_by else None
+  selected = select_run(criterion, collapsed) if select_by else None
+  return summarize(scores, selected, select_by, collapsed, config.get("budget", ()), criterion)
 
 
 MODEL_FILE = "model.npz"

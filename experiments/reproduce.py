@@ -105,11 +105,13 @@ def to_markdown(config: dict, records: list[dict]) -> str:
   lines = [f"## {config['title']}", "",
            "Scores x100, mean ± std over runs; `sel.` is the selected run (lowest "
            "value of the method's selection criterion, L_sp for the CM and AE-CM, "
-           "among runs that left no cluster empty).", "",
+           "among runs that left no cluster empty); `rho` is Spearman's rank "
+           "correlation over those runs of minus the criterion with ACC (1: the "
+           "criterion ranks the runs as ACC does; needs 3 runs).", "",
            "| row | runs | epochs | " + " | ".join(
                f"{s.upper()} ours | {s.upper()} paper" for s in scores)
-           + " | ARI sel. | wall s | command |",
-           "|---|---|---|" + "---|---|" * len(scores) + "---|---|---|"]
+           + " | ARI sel. | ACC sel. | rho | wall s | command |",
+           "|---|---|---|" + "---|---|" * len(scores) + "---|---|---|---|---|"]
   by_label = {r["label"]: r for r in records}
   for row in config["rows"]:
     r = by_label.get(row["label"])
@@ -117,7 +119,7 @@ def to_markdown(config: dict, records: list[dict]) -> str:
       continue
     if "failed" in r:
       lines.append(f"| {row['label']} | {r['runs']} | {r['epochs']} | failed: "
-                   f"{r['failed']} |" + " |" * (2 * len(scores))
+                   f"{r['failed']} |" + " |" * (2 * len(scores) + 2)
                    + f" {r['seconds']:.0f} | `{r['command']}` |")
       continue
     cells = []
@@ -125,15 +127,18 @@ def to_markdown(config: dict, records: list[dict]) -> str:
       ours = _cell(100 * r["mean"][s], 100 * r["std"][s])
       paper = row["paper"].get(s)
       cells += [ours, _cell(*paper) if paper else "–"]
-    sel = r.get("selected", {}).get("ari")
+    selected = r.get("selected", {})
+    sel = [_cell(None if selected.get(s) is None else 100 * selected[s], None)
+           for s in ("ari", "acc")]
+    rho = selected.get("spearman_acc")
+    sel.append("–" if rho is None else f"{rho:+.2f}")
     epochs = "–" if r["epochs"] is None else str(r["epochs"])
     if "epochs_trained" in r:
       epochs += f" (ran {r['epochs_trained']:.1f})"
     if "cut_short" in r:
       epochs += " (cut short: " + ", ".join(f"{k} {v}" for k, v in r["cut_short"].items()) + ")"
     lines.append(f"| {row['label']} | {r['runs']} | {epochs} | " + " | ".join(cells)
-                 + f" | {_cell(None if sel is None else 100 * sel, None)} | "
-                 f"{r['seconds']:.0f} | `{r['command']}` |")
+                 + f" | {' | '.join(sel)} | {r['seconds']:.0f} | `{r['command']}` |")
   hw = sorted({r["hardware"] for r in records})
   lines += ["", "Hardware: " + "; ".join(hw) if hw else "", ""]
   if config.get("notes"):

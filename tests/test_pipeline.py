@@ -200,6 +200,22 @@ def test_summarize_and_format_summary():
   assert "nothing to score" in pipeline.format_summary({}, "t")
 
 
+def test_rank_correlation_of_the_criterion_with_acc():
+  """Minus the criterion against ACC over the runs that did not collapse (Spearman)."""
+  scores = [{"acc": a, "nmi": 0.0, "ari": 0.0} for a in (0.9, 0.5, 0.7, 0.99, 0.6)]
+  # Lower criterion, higher ACC, except run 3, which collapsed and is left out.
+  criterion = [1.0, 5.0, 3.0, 100.0, 4.0]
+  summary = pipeline.summarize(scores, 0, "neg_elbo", collapsed=[3], criterion=criterion)
+  assert summary["selected"]["spearman_acc"] == pytest.approx(1.0)
+  assert "(Spearman): +1.00" in pipeline.format_summary(summary)
+  reversed_ = pipeline.summarize(scores, 0, "neg_elbo", collapsed=[3],
+                                criterion=[-c for c in criterion])
+  assert reversed_["selected"]["spearman_acc"] == pytest.approx(-1.0)
+  # Two runs say nothing about a ranking.
+  two = pipeline.summarize(scores[:2], 0, "neg_elbo", criterion=criterion[:2])
+  assert "spearman_acc" not in two["selected"]
+
+
 def test_summary_prints_the_resolved_budget(tmp_path):
   report = pipeline.fit("cm", "iris", runs=2, out=tmp_path / "run",
                         overrides={"epochs": 40, "tol": 0.01}, options=QUIET)
