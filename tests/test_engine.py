@@ -115,6 +115,28 @@ def test_train_shapes_scores_and_selection():
   assert [("metrics" in r) for r in result.history] == [False] * 4 + [True]
 
 
+def test_label_signals_are_scored_beside_the_methods_own():
+  """A method's extra partitions get {name}_acc/nmi/ari at every scoring epoch."""
+  x, y = blobs()
+  rotated = jnp.asarray((y + 1) % K, jnp.int32)  # the true partition, renamed
+  method = dataclasses.replace(toy_method(), label_signals=lambda params, state, x: {
+      "truth": rotated, "one": jnp.zeros(x.shape[0], jnp.int32)})
+  result = train(method, x, y, options=TrainOptions(runs=2, progress=False, eval_every=2))
+  scored = [r["metrics"] for r in result.history if "metrics" in r]
+  assert len(scored) == 3  # epochs 2 and 4, and the phase's end
+  for m in scored:
+    assert m["truth_acc"] == [1.0, 1.0] and m["truth_ari"] == [1.0, 1.0]
+    assert m["one_acc"] == pytest.approx([np.mean(y == np.bincount(y).argmax())] * 2)
+    assert set(m) == {f"{name}{k}" for name in ("", "truth_", "one_")
+                      for k in ("acc", "nmi", "ari")}
+
+
+def test_the_engine_knows_no_method():
+  """Methods fill hooks; the training loop imports no baseline and no method."""
+  source = pathlib.Path(loop.__file__).read_text()
+  assert "baselines" not in source and "deepclust_jax.methods" not in source
+
+
 def test_vmapped_runs_equal_sequential_runs():
   x, _ = blobs()
   together = train(toy_method(), x, options=TrainOptions(runs=4, progress=False))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import doctest
 
 import jax
@@ -183,11 +182,6 @@ def test_tiny_fit_through_the_pipeline(tiny, tmp_path):
   assert report.model.decoded_centroids().shape == (K, 64)
   loaded = pipeline.load(tmp_path / "run")
   np.testing.assert_array_equal(loaded.predict(tiny.x), report.model.predict(tiny.x))
-
-
-def test_score_codes_needs_an_encoder():
-  with pytest.raises(ValueError, match="score_codes=True needs an encode"):
-    dataclasses.replace(build(), encode=None)
 
 
 def test_docstring_examples():

@@ -23,7 +23,7 @@ import json
 import pathlib
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +32,6 @@ import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from deepclust_jax import metrics, rundir
-from deepclust_jax.baselines.kmeans import kmeans
 from deepclust_jax.engine import pretrained as pretrained_lib
 from deepclust_jax.engine.checkpoint import Checkpointer, abstract
 from deepclust_jax.engine.method import Data, FitPhase, Method, Params, SGDPhase, State
@@ -248,12 +247,8 @@ class Compiled:
         lambda params, state, x: jnp.argmax(predict(params, state, x), -1).astype(jnp.int32),
         in_axes=(0, 0, None)))
     num_clusters = method.num_clusters
-    self.code_labels = None
-    if method.score_codes:
-      def code_labels(params, state, x):
-        z = predict_in_chunks(method.encode, params, state, x, chunk)
-        return kmeans(jax.random.key(0), z, num_clusters, n_init=3).labels.astype(jnp.int32)
-      self.code_labels = jax.jit(jax.vmap(code_labels, in_axes=(0, 0, None)))
+    self.label_signals = (jax.jit(jax.vmap(method.label_signals, in_axes=(0, 0, None)))
+                          if method.label_signals is not None else None)
     self.score = jax.jit(jax.vmap(
         lambda labels, y: contingency(labels, y, num_clusters, num_classes),
         in_axes=(0, None)))
@@ -461,17 +456,19 @@ def train(
       parts.append(_train_chunk(compiled, data_dev, y_dev, chunk, c, options, run_dir,
                                 resume, {**fingerprint, "runs": chunk}, history, bar,
                                 deadline, pretrained))
-      if parts[-1][4]:
+      if parts[-1].cut_short:
         break
   finally:
     bar.close()
-  cut_short = parts[-1][4]
+  cut_short = parts[-1].cut_short
   chunks = chunks[:len(parts)]
   runs = [r for chunk in chunks for r in chunk]
-  params, state = jax.tree.map(lambda *a: np.concatenate(a), *[p[0] for p in parts])
-  gamma = np.concatenate([p[1] for p in parts])
-  terms = {k: np.concatenate([p[2][k] for p in parts]) for k in parts[0][2]}
-  seconds = np.concatenate([np.full(len(ch), p[3] / len(ch)) for p, ch in zip(parts, chunks)])
+  params, state = jax.tree.map(lambda *a: np.concatenate(a),
+                               *[(p.params, p.state) for p in parts])
+  gamma = np.concatenate([p.gamma for p in parts])
+  terms = {k: np.concatenate([p.terms[k] for p in parts]) for k in parts[0].terms}
+  seconds = np.concatenate([np.full(len(ch), p.seconds / len(ch))
+                            for p, ch in zip(parts, chunks)])
   labels = gamma.argmax(-1)
   scores = [metrics.evaluate(y, labels[r]) for r in runs] if y is not None else None
   collapsed = collapsed_runs(labels, method.num_clusters)
@@ -514,13 +511,32 @@ def select_run(criterion: np.ndarray, collapsed: Sequence[int]) -> int:
   return int(np.argmin(np.where(allowed, criterion, np.inf)))
 
 
+class ChunkResult(NamedTuple):
+  """One chunk of runs after training (arrays on the host, a leading runs axis).
+
+  Attributes:
+    params, state: the final parameters and state.
+    gamma: (runs, N, K) the final soft assignments.
+    terms: the last epoch's terms and the criteria, (runs,) each.
+    seconds: the chunk's training time.
+    cut_short: the time limit stopped it before its last epoch.
+  """
+
+  params: Params
+  state: State
+  gamma: np.ndarray
+  terms: dict[str, np.ndarray]
+  seconds: float
+  cut_short: bool
+
+
 def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
                  chunk: list[int], c: int, options: TrainOptions,
                  run_dir: pathlib.Path | None, resume: bool,
                  fingerprint: dict[str, Any], history: _History, bar: tqdm.tqdm,
-                 deadline: float | None, pretrained: str | pathlib.Path | None = None):
-  """Trains one chunk of runs until it ends or ``clock()`` passes ``deadline``;
-  returns ((params, state), gamma, terms, seconds, cut_short)."""
+                 deadline: float | None,
+                 pretrained: str | pathlib.Path | None = None) -> ChunkResult:
+  """Trains one chunk of runs until it ends or ``clock()`` passes ``deadline``."""
   method = compiled.method
   keys = run_keys(options.seed, chunk)
   order_key = jax.random.key(options.seed)
@@ -609,10 +625,10 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
         if now is None:
           now = compiled.labels(params, state, data["x"])
         scores = [metrics.from_contingency(t) for t in np.asarray(compiled.score(now, y))]
-        if compiled.code_labels is not None:
-          codes = compiled.code_labels(params, state, data["x"])
-          scores = [s | {f"kmeans_{k}": v for k, v in metrics.from_contingency(t).items()}
-                    for s, t in zip(scores, np.asarray(compiled.score(codes, y)))]
+        if compiled.label_signals is not None:
+          for name, signal in compiled.label_signals(params, state, data["x"]).items():
+            scores = [s | {f"{name}_{k}": v for k, v in metrics.from_contingency(t).items()}
+                      for s, t in zip(scores, np.asarray(compiled.score(signal, y)))]
         record["metrics"] = {k: [s[k] for s in scores] for k in scores[0]}
       history.append(record)
       bar.update(1)
@@ -639,8 +655,8 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
   seconds = time.perf_counter() - tic
   if ckpt is not None:
     ckpt.close()
-  return (jax.device_get((params, state)), np.asarray(gamma), last_terms, seconds,
-          cut_short)
+  params, state = jax.device_get((params, state))
+  return ChunkResult(params, state, np.asarray(gamma), last_terms, seconds, cut_short)
 
 
 def _active_after(records: Sequence[dict[str, Any]], phase: SGDPhase,

@@ -47,6 +47,7 @@ PredictFn = Callable[[Params, State, jax.Array], jax.Array]
 CriteriaFn = Callable[[Params, State, jax.Array, jax.Array], Terms]
 EncodeFn = Callable[[Params, State, jax.Array], jax.Array]
 CentroidsFn = Callable[[Params, State], jax.Array]
+LabelSignalsFn = Callable[[Params, State, jax.Array], dict[str, jax.Array]]
 Optimizer = Union[optax.GradientTransformation, Callable[[int], optax.GradientTransformation]]
 
 
@@ -171,10 +172,13 @@ class Method:
     decoded_centroids: optional ``decoded_centroids(params, state) -> (K, D)``,
       the cluster centres mapped back to input space (AE-CM: the decoder
       applied to mu), drawn as images for image datasets.
-    score_codes: also score k-means (3 restarts, fixed key) on ``encode``'s
-      codes at every scoring epoch, as ``kmeans_acc``/``kmeans_nmi``/
-      ``kmeans_ari`` beside the method's own scores (EDGaM's third tuning
-      signal: does training keep the codes clusterable?). Needs ``encode``.
+    label_signals: optional ``label_signals(params, state, x) -> {name:
+      labels}``, partitions of all of ``x`` ((n,) int32 each) beside the
+      method's own, scored at every scoring epoch against the true labels as
+      ``{name}_acc``/``{name}_nmi``/``{name}_ari`` (EDGaM and AE + k-means:
+      k-means on the codes, ``kmeans``, the appendix's third tuning signal:
+      does training keep the codes clusterable?). Not row-wise: it sees the
+      whole data set.
     autoencoder: the params group that the leading phases named
       ``pretrain*`` train (``None``: the method pretrains nothing). The engine
       saves it for every run when those phases end, and can start a run from
@@ -190,12 +194,8 @@ class Method:
   select_by: str | None = None
   encode: EncodeFn | None = None
   decoded_centroids: CentroidsFn | None = None
-  score_codes: bool = False
+  label_signals: LabelSignalsFn | None = None
   autoencoder: str | None = None
-
-  def __post_init__(self):
-    if self.score_codes and self.encode is None:
-      raise ValueError(f"method {self.name!r}: score_codes=True needs an encode function")
 
   @property
   def pretrain_phases(self) -> int:

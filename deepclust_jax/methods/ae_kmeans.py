@@ -99,9 +99,10 @@ def build(config: AEKMeansConfig, shape: tuple[int, ...]) -> Method:
 
   phases = (*pretraining.phases(spec, config),
             pretraining.start_phase(encode, config, K, wire))
-  # score_codes: k-means' ACC on the codes at every scoring epoch of pretraining.
+  # k-means' ACC on the codes at every scoring epoch of pretraining.
   return Method("ae_kmeans", K, pretraining.init(spec, config, init), phases, predict,
-                encode=encode, autoencoder=spec.group, score_codes=True)
+                encode=encode, autoencoder=spec.group,
+                label_signals=pretraining.kmeans_on_codes(encode, K))
 
 
 registry.register(registry.MethodSpec(

@@ -41,7 +41,7 @@ the update's key.
 The appendix tunes eta3 with three signals, all logged: ``max_gamma``, the
 mean of ``max_k gamma_nk`` over each batch (a loss term, every epoch); the
 ACC of ``argmax gamma`` and the ACC of k-means on the codes (``kmeans_acc``,
-``Method.score_codes``), both at every scoring epoch (``eval_every``; 1 for
+a ``Method.label_signals``), both at every scoring epoch (``eval_every``; 1 for
 every epoch). A run with ``epochs=0`` and ``init="kmeans"`` is exactly
 "AE + k-means" (the first E-step is the k-means partition).
 
@@ -307,7 +307,8 @@ def build(config: EDGaMConfig, shape: tuple[int, ...]) -> Method:
                       config.batch_size),)
   return Method("edgam", num_clusters, pretraining.init(spec, config, init), phases, predict,
                 criteria, select_by="objective", encode=encode,
-                decoded_centroids=decoded_centroids, score_codes=True,
+                decoded_centroids=decoded_centroids,
+                label_signals=pretraining.kmeans_on_codes(encode, num_clusters),
                 autoencoder=spec.group)
 
 

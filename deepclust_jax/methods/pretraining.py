@@ -334,6 +334,24 @@ def fit_start(key: jax.Array, z: jax.Array, x: jax.Array, config: PretrainConfig
   return Start(fit.labels.astype(jnp.int32), mu, var, weights, terms)
 
 
+def kmeans_on_codes(encode: Callable[[Params, State, jax.Array], jax.Array],
+                    num_clusters: int) -> Callable[[Params, State, jax.Array],
+                                                   dict[str, jax.Array]]:
+  """The ``Method.label_signals`` of k-means on the codes, named ``kmeans``.
+
+  k-means with 3 restarts and a fixed key on ``encode``'s codes of all the
+  data: does training keep the codes clusterable? Scored at every scoring
+  epoch as ``kmeans_acc``, ``kmeans_nmi`` and ``kmeans_ari``.
+  """
+
+  def signals(params, state, x):
+    z = predict_in_chunks(encode, params, state, x)
+    return {"kmeans": kmeans(jax.random.key(0), z, num_clusters, n_init=3).labels
+            .astype(jnp.int32)}
+
+  return signals
+
+
 def start_phase(encode: Callable[[Params, State, jax.Array], jax.Array],
                 config: PretrainConfig, num_clusters: int,
                 wire: Callable[[Params, State, Start], tuple[Params, State]],
