@@ -119,6 +119,15 @@ GRADIENT_CASES = [
     # derivatives (test_stopgrad_correction_reaches_only_the_layer covers them).
     ("total", lambda z, p, r, x: total_loss(z, p, r, x=x, correction="full"),
      ("z", "params", "x_rec", "x")),
+    # v2: the scale-free cluster loss and the v2 total with soft assignments
+    # (constant ones and DEC's target are stop-gradients, tested below).
+    ("ratio_cluster_loss", lambda z, l, p: edgam.ratio_cluster_loss(
+        z, softmax(l), p.mu, p.var, jnp.array([0.5, 1.0, 2.0, 1.0, 1.5, 0.7])),
+     ("z", "logits", "params")),
+    ("total_variance", edgam.total_variance, ("z",)),
+    ("total_v2_soft", lambda z, p, r, x: total_loss(
+        z, p, r, x=x, correction="full", cluster_loss="ratio", assign="soft",
+        learn_beta="forward"), ("z", "params", "x_rec", "x")),
 ]
 
 
@@ -155,6 +164,88 @@ def test_stopgrad_correction_reaches_only_the_layer(x64):
                              rtol=1e-10)
   full_z, full_params = grads["full"]
   assert jnp.all(jnp.abs(full_z) > 0) and abs(full_params.b1) > 0
+
+
+def test_ratio_cluster_loss_is_free_of_scale_and_shift(x64):
+  """v2: codes, means and variances scaled and shifted together leave L_clu unchanged;
+  v1 falls with the codes' scale (shrinking every code paid)."""
+  data = random_inputs(7)
+  z, params = data["z"], data["params"]
+  a = np.asarray(softmax(data["logits"]))
+  w = np.linspace(0.5, 2.0, N)
+  base = edgam.ratio_cluster_loss(z, a, params.mu, np.exp(params.log_var), w)
+  for c, shift in ((0.1, 3.0), (7.0, -2.0)):
+    moved = edgam.ratio_cluster_loss(c * z + shift, a, c * params.mu + shift,
+                                     c**2 * np.exp(params.log_var) * 5.0, w)
+    np.testing.assert_allclose(moved, base, rtol=1e-10)
+  v1 = [edgam.cluster_loss(c * z, a, c * params.mu, np.exp(params.log_var), np.ones(K))
+        for c in (1.0, 0.1)]
+  np.testing.assert_allclose(v1[1], 0.01 * v1[0], rtol=1e-10)
+  # By hand: sum_n w_n sum_k a_nk ||z_n - mu_k||^2_D / (N s2), D = var / mean(var).
+  shape = np.exp(params.log_var) / np.exp(params.log_var).mean()
+  d = ((z[:, None] - params.mu[None]) ** 2 / shape[None]).sum(-1)
+  s2 = ((z - z.mean(0)) ** 2).mean()
+  np.testing.assert_allclose(base, (w * (a * d).sum(1)).sum() / (N * s2), rtol=1e-10)
+
+
+def test_target_distribution_matches_dec(x64):
+  gamma = np.asarray(softmax(random_inputs(8)["logits"]))
+  weight = gamma**2 / gamma.sum(0)
+  p = weight / weight.sum(1, keepdims=True)
+  np.testing.assert_allclose(edgam.target_distribution(gamma), p, rtol=1e-12)
+  np.testing.assert_allclose(edgam.target_loss(gamma),
+                             np.sum(p * np.log(p / gamma)) / N, rtol=1e-12)
+  # The target is held constant: the gradient is that of KL(p || gamma) at fixed p.
+  logits = jnp.asarray(random_inputs(8)["logits"])
+  fixed = lambda l: jnp.sum(p * (jnp.log(p) - jax.nn.log_softmax(l))) / N
+  jax.test_util.check_grads(fixed, (logits,), order=1, atol=1e-6, rtol=1e-6)
+  np.testing.assert_allclose(jax.grad(lambda l: edgam.target_loss(softmax(l)))(logits),
+                             jax.grad(fixed)(logits), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("learn_beta", edgam.BETA_GRADIENTS)
+def test_where_the_betas_learn(x64, learn_beta):
+  """forward (v1): eq. (8) moves them; correction (v2): only eq. (7); fixed: nothing."""
+  data = random_inputs(9)
+  z, params = data["z"], jax.tree.map(jnp.asarray, data["params"])
+
+  def beta_grads(term):
+    grads = jax.grad(lambda p: edgam.streamlined_em(
+        z, p, 3, learn_beta=learn_beta, cluster_loss="ratio").terms[term])(params)
+    return np.abs([grads.b1, grads.b2])
+
+  cluster, correction = beta_grads("cluster"), beta_grads("correction")
+  assert (cluster > 0).all() == (learn_beta == "forward")
+  assert not (cluster > 0).any() or learn_beta == "forward"
+  assert (correction > 0).all() == (learn_beta == "correction")
+  assert not (correction > 0).any() or learn_beta == "correction"
+
+
+@pytest.mark.parametrize("assign", edgam.ASSIGNMENTS)
+def test_assignments_in_the_cluster_loss(x64, assign):
+  """constant and hard: no gradient through gamma; soft: the gradient of v1."""
+  data = random_inputs(10)
+  params = jax.tree.map(jnp.asarray, data["params"])
+  z = jnp.asarray(data["z"])
+
+  def cluster(z, frozen_gamma):
+    em = edgam.streamlined_em(z, params, 1, assign=assign, cluster_loss="ratio")
+    if frozen_gamma is None:
+      return em.terms["cluster"]
+    # The same loss with gamma (and the weights) computed once and held fixed.
+    a = edgam.assignment(frozen_gamma, assign)
+    w = edgam.cluster_weights(frozen_gamma)[jnp.argmax(frozen_gamma, -1)]
+    return edgam.ratio_cluster_loss(z, a, params.mu, params.var, w)
+
+  gamma = edgam.e_step(z, params.mu, params.var, params.logits)
+  live = jax.grad(cluster)(z, None)
+  held = jax.grad(cluster)(z, gamma)
+  if assign == "soft":
+    assert not np.allclose(live, held)
+  else:
+    np.testing.assert_allclose(live, held, rtol=1e-10)
+  if assign == "hard":
+    np.testing.assert_array_equal(edgam.assignment(gamma, "hard").sum(-1), 1.0)
 
 
 def test_e_step_is_the_gmm_posterior(x64):

@@ -56,7 +56,9 @@ def test_table_2_presets():
 @pytest.mark.parametrize("switch", [
     {}, {"covariance": "isotropic"}, {"correction": "full"}, {"reweight": False},
     {"reconstruction": "bce"}, {"skip": False}, {"T": 1}, {"T": 5}, {"init": "glorot"},
-    {"mixing": "uniform"}, {"dropout": 0.0}, {"mixture_space": "inputs"},
+    {"mixing": "learned"}, {"dropout": 0.0}, {"mixture_space": "inputs"}, edgam.V1,
+    {"assign": "hard"}, {"learn_beta": "fixed"}, {"sharpen": "target"}, {"eta3_ramp": 10.0},
+    {"cluster_loss": "v1", "covariance": "isotropic"},
     {"mixture_space": "inputs", "covariance": "isotropic"},
     {"architecture": "conv"}, {"architecture": "conv", "covariance": "isotropic"}])
 def test_every_switch_builds_and_traces(switch):
@@ -71,6 +73,38 @@ def test_every_switch_builds_and_traces(switch):
   assert jax.eval_shape(method.criteria, params, state, rows, gamma)["objective"].shape == (5,)
   var_shape = (K, 4) if switch.get("covariance", "diag") == "diag" else (K,)
   assert params["mixture"]["log_var"].shape == var_shape
+
+
+def test_defaults_are_v2_and_v1_is_reachable(tiny):
+  v2 = methods.resolve("edgam")
+  assert (v2.cluster_loss, v2.assign, v2.learn_beta, v2.mixing, v2.sharpen) == (
+      "ratio", "constant", "correction", "uniform", "entropy")
+  x = jnp.asarray(tiny.x[:30])
+  losses = {}
+  for name, switches in (("v2", {}), ("v1", edgam.V1)):
+    method = build(**switches)
+    params, state = method.init(jax.random.key(0), {"x": x})
+    _, (terms, _) = method.phases[-1].updates[0].loss(params, state, {"x": x},
+                                                      jax.random.key(1))
+    losses[name] = float(terms["cluster"])
+  assert losses["v1"] != pytest.approx(losses["v2"])
+
+
+def test_eta3_ramps_linearly_over_the_joint_steps(tiny):
+  """The ramp's step lives in the state: eta3 at the first step, eta3 x ramp at the last."""
+  method = build(eta3_ramp=11.0, epochs=2)
+  x = jnp.asarray(tiny.x)
+  params, state = method.init(jax.random.key(0), {"x": x})
+  assert int(state["ramp"]["steps"]) == 2 * (N // 30)
+  loss = jax.jit(method.phases[-1].updates[0].loss)
+  batch, key = {"x": x[:30]}, jax.random.key(1)
+  _, (first, after) = loss(params, state, batch, key)
+  assert int(after["ramp"]["step"]) == 1
+  last = {**state, "ramp": {**state["ramp"], "step": state["ramp"]["steps"]}}
+  _, (final, _) = loss(params, last, batch, key)
+  # Same batch, same parameters: only the entropy's weight changed, 11-fold.
+  np.testing.assert_allclose(final["entropy"], 11.0 * first["entropy"], rtol=1e-5)
+  np.testing.assert_allclose(final["cluster"], first["cluster"], rtol=1e-6)
 
 
 def test_invalid_combinations_are_refused():

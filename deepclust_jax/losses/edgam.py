@@ -41,6 +41,10 @@ import jax.numpy as jnp
 COVARIANCES = ("diag", "isotropic")
 CORRECTIONS = ("stopgrad", "full")
 RECONSTRUCTIONS = ("mse", "bce")
+CLUSTER_LOSSES = ("ratio", "v1")
+ASSIGNMENTS = ("constant", "hard", "soft")
+BETA_GRADIENTS = ("correction", "fixed", "forward")
+SHARPENINGS = ("entropy", "target")
 
 # sigmoid(log 9) = 0.9, the appendix's initial beta1 and beta2 (Table 2).
 _LOGIT_BETA_INIT = math.log(9.0)
@@ -328,6 +332,114 @@ def cluster_loss(
   return jnp.sum(weights * jnp.sum(gamma * mahalanobis(z, mu, var), axis=0)) / z.shape[0]
 
 
+def assignment(gamma: chex.Array, assign: str = "constant") -> chex.Array:
+  r"""The responsibilities as the cluster loss, eq. (8), weighs the distances (v2 switch).
+
+  ``"soft"``: ``gamma`` itself, with its gradient (v1); ``"constant"``:
+  ``sg(gamma)``, the soft values held constant (v2's default); ``"hard"``:
+  the one-hot argmax. Measured on v1: the gradient through ``gamma`` moves
+  samples into the largest, broadest cluster; held constant or hard, the
+  start holds. Reconstructed (v2).
+
+  Example:
+    >>> gamma = jnp.array([[0.7, 0.3]])
+    >>> assignment(gamma, "hard").tolist(), assignment(gamma, "constant").tolist()
+    ([[1.0, 0.0]], [[0.699999988079071, 0.30000001192092896]])
+  """
+  _check_option("assign", assign, ASSIGNMENTS)
+  if assign == "hard":
+    return jax.nn.one_hot(jnp.argmax(gamma, axis=-1), gamma.shape[-1], dtype=gamma.dtype)
+  return jax.lax.stop_gradient(gamma) if assign == "constant" else gamma
+
+
+def total_variance(z: chex.Array) -> chex.Array:
+  r"""``s^2 = mean_{n, d} (z_{nd} - ar z_d)^2``, the batch's total code variance (scalar).
+
+  The denominator of v2's cluster loss, WITH its gradient: the loss becomes a
+  within/total scatter ratio, as in Fisher's criterion, which shrinking
+  every code no longer lowers. Reconstructed (v2).
+
+  Example:
+    >>> float(total_variance(jnp.array([[0.0, 0.0], [2.0, 4.0]])))  # (1 + 4) / 2
+    2.5
+  """
+  return jnp.mean(jnp.square(z - jnp.mean(z, axis=0)))
+
+
+def ratio_cluster_loss(
+    z: chex.Array,
+    assign: chex.Array,
+    mu: chex.Array,
+    var: chex.Array,
+    weights: chex.Array,
+) -> chex.Array:
+  r"""v2's scale-free cluster loss, eq. (8) as reconstructed after measuring v1.
+
+  ``L_clu = \sum_n w_{k(n)} \sum_k a_{nk} ||z_n - \mu_k||^2_D / (N' s^2)``,
+  ``a`` the :func:`assignment` (``sg(gamma)`` by default), ``k(n) = argmax_k
+  gamma_nk`` and ``w`` the :func:`cluster_weights` applied per sample for its
+  own cluster (``weights`` (N,), constant), ``s^2`` the
+  :func:`total_variance` of the batch's codes, and ``||.||_D`` the distance
+  scaled by the variances ``var`` divided by their mean (their shape, not
+  their scale: shrinking the codes or inflating the variances no longer
+  pays). v1 (:func:`cluster_loss`) was lowered by shrinking every code (code
+  std 2.29 -> 0.52 on digits) until the clusters merged.
+
+  Example:
+    >>> z = jnp.array([[0.0, 0.0], [2.0, 0.0]])
+    >>> mu = jnp.array([[0.0, 0.0], [2.0, 0.0]])
+    >>> a = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> float(ratio_cluster_loss(z, a, mu, jnp.ones((2, 2)), jnp.ones(2)))  # at the means
+    0.0
+    >>> loss = lambda c: ratio_cluster_loss(c * z, a, c * mu + 1.0, jnp.ones((2, 2)), jnp.ones(2))
+    >>> round(float(loss(1.0)), 4), round(float(loss(3.0)), 4)  # scale-free: 1 / 0.5 vs 9 / 4.5
+    (4.0, 0.4444)
+  """
+  shape = _per_dim(var, mu)
+  shape = shape / jnp.mean(shape)
+  within = jnp.sum(assign * mahalanobis(z, mu, shape), axis=-1)
+  return jnp.sum(weights * within) / (z.shape[0] * total_variance(z))
+
+
+def target_distribution(gamma: chex.Array) -> chex.Array:
+  r"""DEC's target ``p_{nk} = (\gamma_{nk}^2 / f_k) / \sum_j \gamma_{nj}^2 / f_j``, ``f_k = \sum_n \gamma_{nk}``.
+
+  Squaring sharpens each row; dividing by the soft cluster size keeps large
+  clusters from swallowing the others (Xie, Girshick & Farhadi 2016, eq. 3),
+  here per batch.
+
+  Example:
+    >>> p = target_distribution(jnp.array([[0.6, 0.4], [0.4, 0.6]]))
+    >>> [round(v, 4) for v in p[0].tolist()]  # 0.36 / (0.36 + 0.16)
+    [0.6923, 0.3077]
+  """
+  weight = jnp.square(gamma) / jnp.sum(gamma, axis=0)
+  return weight / jnp.sum(weight, axis=-1, keepdims=True)
+
+
+def target_loss(gamma: chex.Array) -> chex.Array:
+  r"""``KL(sg(p) || \gamma)`` per sample, averaged: the DEC-style sharpening (v2's ``sharpen="target"``).
+
+  ``(1/N') \sum_n \sum_k p_{nk} \log(p_{nk} / \gamma_{nk})`` with ``p`` the
+  :func:`target_distribution`, held constant. The alternative to the entropy
+  loss that v2 measures.
+
+  Example:
+    >>> gamma = jnp.array([[0.6, 0.4], [0.4, 0.6]])
+    >>> round(float(target_loss(gamma)), 4)
+    0.0183
+    >>> float(target_loss(jnp.eye(2)))  # already sharp: the target is gamma itself
+    0.0
+  """
+  p = jax.lax.stop_gradient(target_distribution(gamma))
+  tiny = jnp.finfo(gamma.dtype).tiny
+  log_ratio = jnp.log(jnp.maximum(p, tiny)) - jnp.log(jnp.maximum(gamma, tiny))
+  return jnp.sum(p * log_ratio) / gamma.shape[0]
+
+
+_v1_cluster_loss = cluster_loss  # streamlined_em's switch of the same name shadows it
+
+
 def skip_input(z: chex.Array, gamma: chex.Array, mu: chex.Array) -> chex.Array:
   r"""Skip connection, eq. (9): the decoder's input ``\hat z_n = z_n + \sum_k \gamma_{nk} \mu_k``.
 
@@ -423,6 +535,10 @@ def streamlined_em(
     reweight: bool = True,
     delta: float = 3.0,
     eps: float = 1e-8,
+    cluster_loss: str = "v1",
+    assign: str = "soft",
+    learn_beta: str = "forward",
+    sharpen: str = "entropy",
 ) -> StreamlinedEM:
   r"""The streamlined EM forward of the appendix (Table 1, "Streamlining EM").
 
@@ -434,12 +550,17 @@ def streamlined_em(
   responsibilities; every E-step uses the layer's mixing weights. The
   superscript (T) of eq. (9) is read as the final iteration's: ``gamma^{(T)}``
   of the T-th E-step with the last means ``mu^{(T-1)}`` (there are only T-1
-  moment updates); the cluster loss, eq. (8), and the entropy loss use the same
-  final ``gamma``, means and variances. The gradient flows through every step
-  (the moment-updated means are functions of ``z``, ``mu``, ``b1``, ``b2``),
-  except into :func:`cluster_weights` and, for ``correction="stopgrad"``, into
-  the correction targets. T is static (a Python loop: T is small, 3 by
-  default), as are ``correction`` and ``reweight`` under ``jax.jit``.
+  moment updates); the cluster loss, eq. (8), and the sharpening term use the
+  same final ``gamma``, means and variances. The gradient flows through every
+  step (the moment-updated means are functions of ``z`` and ``mu``), except
+  into :func:`cluster_weights`, into the correction targets for
+  ``correction="stopgrad"``, and into the betas as ``learn_beta`` says. T is
+  static (a Python loop: T is small, 3 by default), as are the string and
+  boolean switches under ``jax.jit``.
+
+  The defaults are v1, the reconstruction as first specified; v2 (the
+  method's defaults, :data:`V2`) is ``cluster_loss="ratio"``,
+  ``assign="constant"``, ``learn_beta="correction"``.
 
   Args:
     z: (N, p) codes of the batch.
@@ -449,6 +570,16 @@ def streamlined_em(
     reweight: ``False`` sets ``w_k = 1`` in eq. (8).
     delta: ``Delta`` of :func:`cluster_weights`.
     eps: guard of :func:`batch_statistics`.
+    cluster_loss: ``"v1"`` (:func:`cluster_loss`, weights per cluster) or
+      ``"ratio"`` (:func:`ratio_cluster_loss`, weights per sample).
+    assign: the responsibilities in eq. (8), see :func:`assignment`.
+    learn_beta: where the betas get a gradient: ``"forward"`` (v1: through
+      the moment updates of the forward pass, so eq. (8) moves them; measured:
+      it drives beta2 to 0.98 and beta1 down to 0.24-0.82 within 20 epochs),
+      ``"correction"`` (v2: only through the correction's targets, eq. (7),
+      the forward pass holding them constant) or ``"fixed"`` (never: 0.9).
+    sharpen: the sharpening term, ``terms["entropy"]`` (:func:`entropy_loss`)
+      or ``terms["target"]`` (:func:`target_loss`, DEC's).
 
   Example:
     >>> params = init_mixture(jax.random.key(0), 3, 2)
@@ -458,25 +589,53 @@ def streamlined_em(
   """
   if T < 1:
     raise ValueError(f"T={T} must be >= 1")
-  mus, variances = [params.mu], [params.var]
+  _check_option("correction", correction, CORRECTIONS)
+  _check_option("cluster_loss", cluster_loss, CLUSTER_LOSSES)
+  _check_option("learn_beta", learn_beta, BETA_GRADIENTS)
+  _check_option("sharpen", sharpen, SHARPENINGS)
+  sg = jax.lax.stop_gradient
+  forward_betas = (params.b1, params.b2) if learn_beta == "forward" else sg((params.b1,
+                                                                             params.b2))
+  # The correction's targets see live betas where eq. (7) trains them.
+  live = learn_beta == "correction" or (learn_beta == "forward" and correction == "full")
+  target_betas = (params.b1, params.b2) if live else sg((params.b1, params.b2))
+  mus, variances, targets = [params.mu], [params.var], []
   gammas = [e_step(z, params.mu, params.var, params.logits)]
   for _ in range(T - 1):
     _, batch_means, batch_vars = batch_statistics(z, gammas[-1], covariance=params.covariance,
                                                   eps=eps)
-    mu, var = moment_update(mus[-1], variances[-1], batch_means, batch_vars,
-                            params.b1, params.b2)
+    inputs = (mus[-1], variances[-1], batch_means, batch_vars)
+    mu, var = moment_update(*inputs, *forward_betas)
+    # The same values; their gradient is the correction's (stopgrad: only the betas').
+    targets.append(moment_update(*(sg(inputs) if correction == "stopgrad" else inputs),
+                                 *target_betas))
     mus.append(mu)
     variances.append(var)
     gammas.append(e_step(z, mu, var, params.logits))
   gamma, mu, var = jnp.stack(gammas), jnp.stack(mus), jnp.stack(variances)
+  if targets:
+    mu_path, var_path = (jnp.stack(t) for t in zip(*targets))
+  else:
+    mu_path, var_path = mu[1:], var[1:]
+  a = assignment(gamma[-1], assign)
+  weights = cluster_weights(gamma[-1], delta=delta, reweight=reweight)
+  if cluster_loss == "ratio":
+    within = ratio_cluster_loss(z, a, mu[-1], var[-1], weights[jnp.argmax(gamma[-1], -1)])
+  else:
+    within = _v1_cluster_loss(z, a, mu[-1], var[-1], weights)
   terms = {
-      "correction": correction_loss(params.mu, params.var, mu[1:], var[1:],
-                                    correction=correction),
-      "cluster": cluster_loss(z, gamma[-1], mu[-1], var[-1],
-                              cluster_weights(gamma[-1], delta=delta, reweight=reweight)),
-      "entropy": entropy_loss(gamma[-1]),
+      # The targets carry exactly the gradient asked for: no further stop here.
+      "correction": correction_loss(params.mu, params.var, mu_path, var_path,
+                                    correction="full"),
+      "cluster": within,
+      # The sharpening term, named by its kind.
+      sharpen: entropy_loss(gamma[-1]) if sharpen == "entropy" else target_loss(gamma[-1]),
   }
   return StreamlinedEM(gamma, mu, var, skip_input(z, gamma[-1], mu[-1]), terms)
+
+
+V2 = {"cluster_loss": "ratio", "assign": "constant", "learn_beta": "correction"}
+"""The v2 switches of :func:`streamlined_em` (``docs/methods.md#edgam``, "EDGaM v2")."""
 
 
 def edgam_loss(
@@ -500,7 +659,8 @@ def edgam_loss(
   Returns:
     ``(loss, terms)``; each term is its WEIGHTED contribution, so
     ``loss == sum(terms.values())``: keys ``reconstruction``, ``correction``,
-    ``cluster``, ``entropy`` (``em.terms`` holds the unweighted ones).
+    ``cluster`` and the sharpening term, ``entropy`` or ``target`` (``em.terms``
+    holds the unweighted ones).
 
   Example:
     >>> x = jnp.array([[0.0, 1.0]])
@@ -512,10 +672,11 @@ def edgam_loss(
     >>> round(float(loss), 4)
     4.45
   """
+  sharpen = "entropy" if "entropy" in em.terms else "target"
   parts = {
       "reconstruction": reconstruction_loss(x, x_rec, reconstruction=reconstruction),
       "correction": eta1 * em.terms["correction"],
       "cluster": eta2 * em.terms["cluster"],
-      "entropy": eta3 * em.terms["entropy"],
+      sharpen: eta3 * em.terms[sharpen],
   }
   return sum(parts.values()), parts

@@ -32,6 +32,16 @@ jointly by SGD" and "we initialize the centroids as usual":
 3. ``joint``: Adam on the total loss, eq. (10), every parameter (the
    auto-encoder, the mixture, the betas) at once.
 
+The defaults are EDGaM v2 (``docs/methods.md#edgam``, "EDGaM v2"), decided
+after v1's joint phase destroyed its start: eq. (8) as a scale-free ratio of
+within to total code scatter (``cluster_loss="ratio"``) with the
+responsibilities held constant (``assign="constant"``) and the reweighting
+per sample, the betas learned only through the correction
+(``learn_beta="correction"``) and uniform mixing weights. :data:`V1` holds
+the switches back to v1. Sharpening is the measured lever: the entropy term
+(``sharpen="entropy"``, optionally ramped up by ``eta3_ramp``) or DEC's
+target distribution (``sharpen="target"``).
+
 Prediction is the argmax of an E-step, eq. (3), with the layer's parameters on
 the evaluation-mode code (no dropout, BatchNorm's running statistics): row-wise,
 independent of the batch. The conv model's BatchNorm statistics are the run's
@@ -96,11 +106,20 @@ class EDGaMConfig(pretraining.PretrainConfig):
     hidden: the MLP encoder's hidden widths (the decoder reverses them).
     dropout: the MLP's input dropout rate.
     covariance: "diag" or "isotropic" mixture covariances.
-    mixing: "learned" mixing logits (the reconstruction, ``docs/methods.md#edgam``) or "uniform" weights
-      (ours): no M-step anchors the learned ones, and SGD drifts them toward
-      the largest cluster, which then swallows the others.
+    mixing: "uniform" weights (v2) or "learned" mixing logits (v1): no M-step
+      anchors the learned ones, and SGD drifts them toward the largest
+      cluster, which then swallows the others.
     correction: "stopgrad" (targets held constant in eq. (7)) or "full".
     reweight: the cluster reweighting of eq. (8) (False: w_k = 1).
+    cluster_loss: eq. (8) as "ratio" (v2: scale-free, within over total
+      scatter) or "v1" (:func:`~deepclust_jax.losses.edgam.cluster_loss`).
+    assign: the responsibilities in eq. (8): "constant" (v2, held constant),
+      "hard" (argmax) or "soft" (v1, with their gradient).
+    learn_beta: the betas learn through the "correction" only (v2), through
+      the "forward" pass (v1), or are "fixed" at 0.9.
+    sharpen: the eta3 term: "entropy" (the appendix's) or DEC's "target".
+    eta3_ramp: eta3 grows linearly over the joint phase to ``eta3 *
+      eta3_ramp`` (1: constant).
     reconstruction: "mse" or "bce" (the MLP's sigmoid output, data in [0, 1]).
     skip: feed the decoder ``z + sum_k gamma_nk mu_k`` (eq. (9)); False feeds ``z``.
     T: E-steps of the streamlined forward (static).
@@ -122,9 +141,14 @@ class EDGaMConfig(pretraining.PretrainConfig):
   hidden: tuple[int, ...] = (500, 500, 2000)
   dropout: float = 0.25
   covariance: Literal["diag", "isotropic"] = "diag"
-  mixing: Literal["learned", "uniform"] = "learned"
+  mixing: Literal["learned", "uniform"] = "uniform"
   correction: Literal["stopgrad", "full"] = "stopgrad"
   reweight: bool = True
+  cluster_loss: Literal["ratio", "v1"] = "ratio"
+  assign: Literal["constant", "hard", "soft"] = "constant"
+  learn_beta: Literal["correction", "fixed", "forward"] = "correction"
+  sharpen: Literal["entropy", "target"] = "entropy"
+  eta3_ramp: float = 1.0
   reconstruction: Literal["mse", "bce"] = "mse"
   skip: bool = True
   T: int = 3
@@ -146,6 +170,7 @@ class EDGaMConfig(pretraining.PretrainConfig):
     require(self.T >= 1, f"T={self.T} must be >= 1")
     require(min(self.eta1, self.eta2, self.eta3, self.delta) >= 0,
             "eta1, eta2, eta3 and delta must be >= 0")
+    require(self.eta3_ramp > 0, f"eta3_ramp={self.eta3_ramp} must be positive")
     require(self.epochs >= 0, "epoch counts must be >= 0")
     require(self.batch_size > 0, f"batch_size={self.batch_size} must be positive")
     require(min(self.learning_rate, self.mixture_learning_rate) > 0,
@@ -190,7 +215,8 @@ def build(config: EDGaMConfig, shape: tuple[int, ...]) -> Method:
     Returns the output and the new state (BatchNorm's running statistics move
     only in training).
     """
-    variables = {"params": params["autoencoder"], **state}
+    variables = {"params": params["autoencoder"],
+                 **{k: v for k, v in state.items() if k != "ramp"}}
     if key is None:
       return model.apply(variables, inputs, False, method=fn), state
     out, updated = model.apply(variables, inputs, True, method=fn,
@@ -217,6 +243,11 @@ def build(config: EDGaMConfig, shape: tuple[int, ...]) -> Method:
     params = {"autoencoder": variables.pop("params"),
               "mixture": edgam.init_mixture(mixture_key, num_clusters, config.latent,
                                             config.covariance, x.dtype)._asdict()}
+    if config.eta3_ramp != 1:  # the ramp counts the joint phase's steps
+      n = x.shape[0]
+      steps = config.epochs * (n // min(config.batch_size, n))
+      variables["ramp"] = {"step": jnp.zeros((), jnp.int32),
+                           "steps": jnp.asarray(max(steps, 1), jnp.int32)}
     return params, variables  # the state: {} or the conv model's {"batch_stats": ...}
 
   def encode(params, state, x):
@@ -239,7 +270,9 @@ def build(config: EDGaMConfig, shape: tuple[int, ...]) -> Method:
   def streamlined(module, x, train, layer):
     z = module.encode(x, train)
     em = edgam.streamlined_em(z, layer, config.T, correction=config.correction,
-                              reweight=config.reweight, delta=config.delta)
+                              reweight=config.reweight, delta=config.delta,
+                              cluster_loss=config.cluster_loss, assign=config.assign,
+                              learn_beta=config.learn_beta, sharpen=config.sharpen)
     return em, module.decode(em.z_hat if config.skip else z, train)
 
   def joint_loss(params, state, batch, key):
@@ -247,8 +280,14 @@ def build(config: EDGaMConfig, shape: tuple[int, ...]) -> Method:
     layer = mixture(params)
     (em, x_rec), state = apply(
         params, state, to_input(x), lambda m, x, train: streamlined(m, x, train, layer), key)
+    eta3 = config.eta3
+    if "ramp" in state:
+      ramp = state["ramp"]
+      progress = jnp.minimum(ramp["step"] / ramp["steps"], 1.0)
+      eta3 = eta3 * (1.0 + (config.eta3_ramp - 1.0) * progress)
+      state = {**state, "ramp": {**ramp, "step": ramp["step"] + 1}}
     loss, terms = edgam.edgam_loss(x, x_rec.reshape(x.shape), em, eta1=config.eta1,
-                                   eta2=config.eta2, eta3=config.eta3,
+                                   eta2=config.eta2, eta3=eta3,
                                    reconstruction=config.reconstruction)
     # The appendix's tuning signals: mean max responsibility (about 0.5 early,
     # toward 1 later) and the learnable betas.
@@ -281,7 +320,16 @@ def build(config: EDGaMConfig, shape: tuple[int, ...]) -> Method:
                   lambda m, z_hat, train: m.decode(z_hat, train))[0]
     x_rec = x_rec.reshape(x.shape)
     per_entry = jax.vmap(lambda a, b: reconstruction(a[None], b[None]))(x, x_rec)
-    within = jnp.sum(gamma * edgam.mahalanobis(z, layer.mu, layer.var), axis=-1)
+    if config.cluster_loss == "ratio":
+      # Row-wise, the data's total code variance is the mixture's own.
+      pi = jax.nn.softmax(layer.logits)
+      var = jnp.broadcast_to(layer.var.T, layer.mu.shape[::-1]).T
+      centre = pi @ layer.mu
+      total = jnp.mean(pi @ (var + jnp.square(layer.mu - centre)))
+      within = jnp.sum(gamma * edgam.mahalanobis(z, layer.mu, var / jnp.mean(var)),
+                       axis=-1) / total
+    else:
+      within = jnp.sum(gamma * edgam.mahalanobis(z, layer.mu, layer.var), axis=-1)
     log_gamma = jnp.log(jnp.maximum(gamma, jnp.finfo(gamma.dtype).tiny))
     entropy = -jnp.sum(gamma * log_gamma, axis=-1)
     return {"objective": per_entry + config.eta2 * within + config.eta3 * entropy}
@@ -311,6 +359,9 @@ def build(config: EDGaMConfig, shape: tuple[int, ...]) -> Method:
                 label_signals=pretraining.kmeans_on_codes(encode, num_clusters),
                 autoencoder=spec.group)
 
+
+V1 = {"cluster_loss": "v1", "assign": "soft", "learn_beta": "forward", "mixing": "learned"}
+"""The switches that give EDGaM v1, the reconstruction as first specified."""
 
 # Table 2 (eta1, eta2, eta3; beta1 = beta2 = 0.9 is the layer's initialisation)
 # and Table 1 (the MLP for MNIST and USPS, the conv network for Fashion-MNIST).
