@@ -171,6 +171,8 @@ def fit(
                         with_trained(resolved["budget"], result.epochs), criterion)
     if result.cut_short:
       summary["cut_short"] = True
+    if result.warnings:
+      summary["warnings"] = result.warnings
     if pretrained is not None:
       summary["pretrained"] = resolved["pretrained"]
     trained = Model.from_result(method, config, ds.sample_shape, result)
@@ -327,6 +329,8 @@ def format_summary(summary: Mapping[str, Any], title: str = "") -> str:
   if summary.get("cut_short"):
     budget += ("\nCut short by the time limit: scores are of the epochs trained "
                "(above); --resume continues from the last checkpoint.\n")
+  if summary.get("warnings"):
+    budget += "\nWarnings:\n" + "".join(f"- {line}\n" for line in summary["warnings"])
   if "mean" not in summary:
     return f"{title}\n(no labels: nothing to score)\n{budget}"
   lines = [title, "", "| | ACC | NMI | ARI |", "|---|---|---|---|"]

@@ -131,6 +131,17 @@ def test_label_signals_are_scored_beside_the_methods_own():
                       for k in ("acc", "nmi", "ari")}
 
 
+def test_diagnostic_warnings_name_the_runs_the_first_epoch_and_the_lowest_value():
+  method = dataclasses.replace(toy_method(), warn_below={"health": (0.5, "a hint")})
+  records = [{"runs": [0, 1], "global_epoch": 2, "diagnostics": {"health": [0.9, 0.4]}},
+             {"runs": [0, 1], "global_epoch": 4, "diagnostics": {"health": [0.3, 0.6]}},
+             {"runs": [0, 1], "global_epoch": 5}]  # an epoch without diagnostics
+  assert engine.diagnostic_warnings(method, records) == [
+      "health fell below 0.5 in run(s) [0, 1] (first at epoch 2, down to 0.30): a hint"]
+  assert engine.diagnostic_warnings(method, []) == []
+  assert engine.diagnostic_warnings(toy_method(), records) == []
+
+
 def test_the_engine_knows_no_method():
   """Methods fill hooks; the training loop imports no baseline and no method."""
   source = pathlib.Path(loop.__file__).read_text()

@@ -165,6 +165,43 @@ def test_without_normalization_the_state_stays_put(digits):
   np.testing.assert_array_equal(new_state["var"], state["var"])
 
 
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_dying_units_warn_on_the_literal_network_only(batch_norm, capsys):
+  """The KL step kills the literal network's last hidden units (one cluster left);
+  batch normalisation keeps them alive. Live fractions are logged at scoring epochs."""
+  ds = data.load("digits")
+  ds = data.Dataset(ds.x[:400], ds.y[:400], "digits_400", 10, image_shape=(8, 8, 1))
+  overrides = {"architecture": "C8 M F8", "batch_norm": batch_norm, "em_learning_rate": 1e-3,
+               "kl_learning_rate": 3e-2, "epochs": 12, "batch_size": 50}
+  report = pipeline.fit("nmm_em", ds, overrides=overrides,
+                        options={"progress": True, "eval_every": 2})
+  live = [r["diagnostics"]["live_units"][0] for r in report.result.history
+          if "diagnostics" in r]
+  assert len(live) == 6 and all(0 <= v <= 1 for v in live)
+  printed = capsys.readouterr()
+  summary = pipeline.format_summary(report.summary)
+  if batch_norm:
+    assert min(live) >= nmm_em.LIVE_UNITS_WARNING
+    assert "warnings" not in report.summary and "live_units" not in printed.out + printed.err
+  else:
+    assert live[-1] < nmm_em.LIVE_UNITS_WARNING
+    assert report.summary["mean"]["acc"] < 0.2  # the collapse the warning is about
+    assert "warning: live_units fell below 0.25" in printed.out + printed.err
+    assert "live_units fell below 0.25 in run(s) [0]" in summary
+    assert "batch_norm=true keeps them alive" in summary
+
+
+def test_presets_use_batch_norm_in_every_hidden_layer():
+  for name in ("mnist", "usps", "fashion_mnist"):
+    assert methods.resolve("nmm_em", dataset=name, num_classes=10).batch_norm, name
+  net = nmm_em.RelevanceNet("C4 M F8", 3, batch_norm=True)
+  params = net.init(jax.random.key(0), jnp.ones((2, 8, 8, 2)))["params"]
+  # Conv(bias=False)-BatchNorm-ReLU: the normalisation's shift replaces each bias.
+  assert set(params["Conv_0"]) == {"kernel"} and set(params["Dense_0"]) == {"kernel"}
+  assert set(nmm_em.RelevanceNet("C4 M F8", 3).init(
+      jax.random.key(0), jnp.ones((2, 8, 8, 2)))["params"]["Conv_0"]) == {"kernel", "bias"}
+
+
 def test_doctests():
   result = doctest.testmod(nmm_em)
   assert result.attempted and not result.failed

@@ -5,12 +5,13 @@ from deepclust_jax.engine.method import (Batch, Data, FitPhase, Method, Phase, S
 from deepclust_jax.engine.steps import (criteria_in_chunks, epoch_batches,
                                         predict_in_chunks, sgd_epoch)
 from deepclust_jax.engine.loop import (TrainOptions, TrainResult, as_data, budget,
-                                       check_phases, collapsed_runs, run_keys, runs_mesh,
+                                       check_phases, collapsed_runs, diagnostic_warnings,
+                                       run_keys, runs_mesh,
                                        select_run, train)
 
 __all__ = [
     "Batch", "Data", "FitPhase", "Method", "Phase", "SGDPhase", "TrainOptions",
     "TrainResult", "Update", "as_data", "budget", "check_phases", "collapsed_runs",
-    "criteria_in_chunks", "epoch_batches", "gather", "predict_in_chunks", "run_keys",
+    "criteria_in_chunks", "diagnostic_warnings", "epoch_batches", "gather", "predict_in_chunks", "run_keys",
     "runs_mesh", "select_run", "sgd_epoch", "stateless", "train",
 ]

@@ -105,6 +105,8 @@ class TrainResult:
       was cut short.
     history: one record per epoch (terms and metrics per run).
     cut_short: ``TrainOptions.time_limit`` ended training before its last epoch.
+    warnings: one line per ``Method.warn_below`` diagnostic that fell below
+      its threshold in some run (:func:`diagnostic_warnings` of the history).
   """
 
   params: Params
@@ -119,6 +121,29 @@ class TrainResult:
   epochs: dict[str, np.ndarray]
   history: list[dict[str, Any]]
   cut_short: bool = False
+  warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+def diagnostic_warnings(method: Method, records: Sequence[Mapping[str, Any]]) -> list[str]:
+  """One line per diagnostic of ``method.warn_below`` that fell below its threshold.
+
+  Read from the history's ``diagnostics``, so a resumed run keeps the warnings
+  of its first part. Names the runs and the first epoch it happened.
+  """
+  lines = []
+  for name, (threshold, hint) in method.warn_below.items():
+    first: dict[int, int] = {}  # run: the first epoch it was below
+    lowest = float("inf")
+    for record in records:
+      values = record.get("diagnostics", {}).get(name)
+      for run, value in zip(record["runs"], values or ()):
+        if value < threshold:
+          first.setdefault(run, record["global_epoch"])
+          lowest = min(lowest, value)
+    if first:
+      lines.append(f"{name} fell below {threshold:g} in run(s) {sorted(first)} (first at "
+                   f"epoch {min(first.values())}, down to {lowest:.2f}): {hint}")
+  return lines
 
 
 def runs_mesh(num_devices: int) -> Mesh:
@@ -249,6 +274,8 @@ class Compiled:
     num_clusters = method.num_clusters
     self.label_signals = (jax.jit(jax.vmap(method.label_signals, in_axes=(0, 0, None)))
                           if method.label_signals is not None else None)
+    self.diagnostics = (jax.jit(jax.vmap(method.diagnostics, in_axes=(0, 0, None)))
+                        if method.diagnostics is not None else None)
     self.score = jax.jit(jax.vmap(
         lambda labels, y: contingency(labels, y, num_clusters, num_classes),
         in_axes=(0, None)))
@@ -476,7 +503,8 @@ def train(
               if method.select_by else None)
   return TrainResult(params, state, gamma, labels, terms, scores, collapsed, selected,
                      seconds, _epochs_per_run(method, history.records, len(runs)),
-                     history.records, cut_short)
+                     history.records, cut_short,
+                     diagnostic_warnings(method, history.records))
 
 
 def _epochs_per_run(method: Method, records: Sequence[dict[str, Any]],
@@ -621,7 +649,14 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
       # Saved before the phase-end checkpoint, so a resumed run always has it.
       if phase_end and run_dir is not None and p + 1 == method.pretrain_phases:
         pretrained_lib.save(run_dir, chunk, params[method.autoencoder])
-      if y is not None and (done % options.eval_every == 0 or phase_end):
+      scoring = done % options.eval_every == 0 or phase_end
+      if scoring and compiled.diagnostics is not None:
+        values = _to_host(compiled.diagnostics(params, state, data["x"]))
+        record["diagnostics"] = {k: v.tolist() for k, v in values.items()}
+        if options.progress:
+          for line in diagnostic_warnings(method, [record]):
+            bar.write(f"warning: {line}")
+      if y is not None and scoring:
         if now is None:
           now = compiled.labels(params, state, data["x"])
         scores = [metrics.from_contingency(t) for t in np.asarray(compiled.score(now, y))]

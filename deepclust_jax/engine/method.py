@@ -48,6 +48,7 @@ CriteriaFn = Callable[[Params, State, jax.Array, jax.Array], Terms]
 EncodeFn = Callable[[Params, State, jax.Array], jax.Array]
 CentroidsFn = Callable[[Params, State], jax.Array]
 LabelSignalsFn = Callable[[Params, State, jax.Array], dict[str, jax.Array]]
+DiagnosticsFn = Callable[[Params, State, jax.Array], dict[str, jax.Array]]
 Optimizer = Union[optax.GradientTransformation, Callable[[int], optax.GradientTransformation]]
 
 
@@ -179,6 +180,12 @@ class Method:
       k-means on the codes, ``kmeans``, the appendix's third tuning signal:
       does training keep the codes clusterable?). Not row-wise: it sees the
       whole data set.
+    diagnostics: optional ``diagnostics(params, state, x) -> {name: scalar}``
+      of the model's health, computed at every scoring epoch on the data and
+      logged in the history (``record["diagnostics"]``).
+    warn_below: ``{name: (threshold, hint)}``: a diagnostic below its
+      threshold is a warning (progress bar, ``TrainResult.warnings``, the
+      run's summary), with the hint saying what it means.
     autoencoder: the params group that the leading phases named
       ``pretrain*`` train (``None``: the method pretrains nothing). The engine
       saves it for every run when those phases end, and can start a run from
@@ -195,6 +202,8 @@ class Method:
   encode: EncodeFn | None = None
   decoded_centroids: CentroidsFn | None = None
   label_signals: LabelSignalsFn | None = None
+  diagnostics: DiagnosticsFn | None = None
+  warn_below: Mapping[str, tuple[float, str]] = dataclasses.field(default_factory=dict)
   autoencoder: str | None = None
 
   @property

@@ -17,9 +17,11 @@ reproduce the table's parameter counts for 2-plane Sobel inputs (MNIST 28x28:
 0.77M for "0.8M"; CIFAR 32x32 with K = 10: 1.31M for "1.3M"; STL10 at its
 full 96x96: 2.69M for "2.7M"); 5x5 kernels or 'VALID' padding would not (MNIST:
 1.43M, 0.44M). The paper mentions no batch normalisation inside the networks,
-so by default there is none: a sample's scores do not depend on the rest of its
-batch. ``batch_norm=True`` adds it after every hidden layer, as in the networks
-of IIC (Ji et al. 2019), whose grayscale-plus-Sobel input the paper adopts.
+so ``batch_norm=False`` is the literal Table 2 network: a sample's scores do
+not depend on the rest of its batch. ``batch_norm=True`` (the presets) adds it
+after every hidden layer, as in the networks of IIC (Ji et al. 2019), whose
+grayscale-plus-Sobel input the paper adopts: with the literal network the KL
+step kills every unit of the last hidden layer (``docs/methods.md#nmm-em``).
 
 On CPU the convolutions run as shifted matrix products
 (:func:`deepclust_jax.models.conv.conv_general_dilated`), which XLA:CPU runs
@@ -83,11 +85,17 @@ class RelevanceNet(nn.Module):
     num_clusters: K, the number of relevance scores.
     activation: a name of ``ACTIVATIONS``, applied after every hidden layer.
     batch_norm: batch normalisation (PyTorch's defaults: affine, momentum 0.1
-      on the new batch, eps 1e-5) between every hidden layer and its
-      activation. Its running statistics are the ``batch_stats`` collection:
+      on the new batch, eps 1e-5) between every hidden layer, the last one
+      included, and its activation; those layers then have no bias (the
+      normalisation's shift replaces it): Conv(bias=False)-BatchNorm-ReLU.
+      Its running statistics are the ``batch_stats`` collection:
       called with ``train=True`` (apply with ``mutable=["batch_stats"]``) the
       layers use the batch's statistics and move the running ones, otherwise
       they use the running ones, so a sample's scores ignore its batch.
+
+  The last hidden layer's activations are sown as ``intermediates`` /
+  ``last_hidden`` (apply with ``mutable=["intermediates"]`` to read them):
+  the NMM-EM's live-unit diagnostic.
 
   Example:
     >>> net = RelevanceNet("C8 M F16", num_clusters=3)
@@ -112,13 +120,15 @@ class RelevanceNet(nn.Module):
     convs = 0
     for kind, width in parse_architecture(self.architecture):
       if kind == "C":
-        x = act(nn.Conv(width, (3, 3), padding="SAME", name=f"Conv_{convs}",
+        x = act(nn.Conv(width, (3, 3), padding="SAME", use_bias=not self.batch_norm,
+                        name=f"Conv_{convs}",
                         conv_general_dilated=conv_general_dilated)(x))
         convs += 1
       elif kind == "M":
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
       else:
-        x = act(nn.Dense(width)(x.reshape(x.shape[0], -1)))
+        x = act(nn.Dense(width, use_bias=not self.batch_norm)(x.reshape(x.shape[0], -1)))
+    self.sow("intermediates", "last_hidden", x)
     return nn.Dense(self.num_clusters, name="relevance")(x.reshape(x.shape[0], -1))
 
 
