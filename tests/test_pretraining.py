@@ -240,6 +240,34 @@ def test_bfloat16_matmuls_keep_float32_parameters_and_track_float32(small):
   assert float(l16) != float(l32)  # the operands were rounded
 
 
+def test_tf32_products_round_the_operands_to_10_mantissa_bits():
+  """matmul_dtype=tf32: each product's operands rounded to nearest (even) TF32, float32 sums."""
+  from deepclust_jax.models.autoencoder import MLP
+
+  def tf32(a):  # round to nearest even on the 13 low mantissa bits, independently of XLA
+    bits = np.asarray(a, np.float32).view(np.uint32).astype(np.uint64)
+    bits = (bits + 0xFFF + ((bits >> 13) & 1)) & ~np.uint64(0x1FFF)
+    return bits.astype(np.uint32).view(np.float32)
+
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(5, 7)).astype(np.float32)
+  net = MLP((3,), matmul_dtype="tf32")
+  params = net.init(jax.random.key(0), x)["params"]
+  out = net.apply({"params": params}, x)
+  layer = params["dense_0"]
+  expected = tf32(x).astype(np.float64) @ tf32(layer["kernel"]) + layer["bias"]
+  np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+  exact = x.astype(np.float64) @ np.asarray(layer["kernel"]) + layer["bias"]
+  assert np.abs(np.asarray(out) - exact).max() > 1e-5  # the rounding is visible
+  assert out.dtype == jnp.float32
+  # Backward: the products of the gradient round their operands, the cotangent included.
+  g = rng.normal(size=(5, 3)).astype(np.float32)
+  grad_kernel = jax.grad(lambda k: jnp.sum(net.apply(
+      {"params": {"dense_0": {**layer, "kernel": k}}}, x) * g))(layer["kernel"])
+  np.testing.assert_allclose(grad_kernel, tf32(x).T.astype(np.float64) @ tf32(g),
+                             rtol=1e-6, atol=1e-6)
+
+
 def test_bfloat16_matmuls_train(small):
   overrides = {**SMALL, "recipe": "dec", "pretrain_lr": 0.5, "pretrain_epochs": 8,
                "matmul_dtype": "bfloat16"}

@@ -199,7 +199,8 @@ def build(config: EDGaMConfig, shape: tuple[int, ...]) -> Method:
   if config.architecture == "conv":
     require(len(shape) == 3, f"architecture=conv needs image samples, got shape {shape}")
     require(config.matmul_dtype == "float32",
-            "matmul_dtype=bfloat16 is for the dense networks, not architecture=conv")
+            f"matmul_dtype={config.matmul_dtype} is for the dense networks, not "
+            "architecture=conv")
     model = EDGaMConvAutoencoder(tuple(shape), config.latent)
     to_input = lambda x: x.reshape(x.shape[0], *shape)  # noqa: E731
   else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -13,7 +14,32 @@ from jax import lax
 from deepclust_jax.models.cm import glorot, glorot_normal_bias
 
 
-MatmulDtype = Literal["float32", "bfloat16"]
+MatmulDtype = Literal["float32", "bfloat16", "tf32"]
+
+
+def _tf32(a: jax.Array) -> jax.Array:
+  return lax.reduce_precision(a, exponent_bits=8, mantissa_bits=10)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _tf32_dot(lhs: jax.Array, rhs: jax.Array, dimension_numbers) -> jax.Array:
+  """``dot_general`` of TF32-rounded operands, forward and backward, as a GPU computes it."""
+  return lax.dot_general(_tf32(lhs), _tf32(rhs), dimension_numbers)
+
+
+def _tf32_dot_fwd(lhs, rhs, dimension_numbers):
+  lhs, rhs = _tf32(lhs), _tf32(rhs)
+  return lax.dot_general(lhs, rhs, dimension_numbers), (lhs, rhs)
+
+
+def _tf32_dot_bwd(dimension_numbers, rounded, g):
+  # The backward products round their operands too (the cotangent included);
+  # the rounding itself passes the gradient straight through.
+  _, vjp = jax.vjp(lambda a, b: lax.dot_general(a, b, dimension_numbers), *rounded)
+  return vjp(_tf32(g))
+
+
+_tf32_dot.defvjp(_tf32_dot_fwd, _tf32_dot_bwd)
 
 
 def dot_general(matmul_dtype: MatmulDtype) -> Callable[..., jax.Array]:
@@ -23,7 +49,11 @@ def dot_general(matmul_dtype: MatmulDtype) -> Callable[..., jax.Array]:
   accumulation stay float32, only the products' operands are rounded to
   bfloat16 (8 bits of mantissa). CPUs with AVX512-BF16 (or AMX) and
   accelerators multiply such operands about twice as fast; the gradients are
-  products of the same kind.
+  products of the same kind. ``"tf32"`` rounds the operands to TensorFloat-32
+  (float32's exponent, 10 bits of mantissa) with ``lax.reduce_precision``,
+  still float32 arrays: on a CPU it emulates the products NVIDIA GPUs compute
+  for float32 at JAX's default precision, to test whether a result that only
+  a GPU gives comes from them.
 
   Example:
     >>> a = jnp.full((2, 3), 1.001)
@@ -31,9 +61,17 @@ def dot_general(matmul_dtype: MatmulDtype) -> Callable[..., jax.Array]:
     >>> exact, mixed = dot_general("float32")(a, a.T, dims), dot_general("bfloat16")(a, a.T, dims)
     >>> round(float(exact[0, 0]), 4), float(mixed[0, 0]), mixed.dtype  # 1.001 rounds to 1
     (3.006, 3.0, dtype('float32'))
+    >>> round(float(dot_general("tf32")(a, a.T, dims)[0, 0]), 6)  # 3 (1 + 2^-10)^2
+    3.005862
   """
   if matmul_dtype == "float32":
     return lax.dot_general
+  if matmul_dtype == "tf32":
+    def dot_tf32(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+      del precision, preferred_element_type  # float32 in, float32 accumulation
+      return _tf32_dot(lhs, rhs, dimension_numbers)
+
+    return dot_tf32
   dtype = jnp.dtype(matmul_dtype)
 
   def dot(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
