@@ -119,6 +119,8 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
     pretrained: a run directory (``deepclust fit ... --out DIR``) of an
       autoencoder method fitted on the same X and network: its pretrained
       autoencoders replace this method's pretraining (``--pretrained``).
+    verbose: show training's progress bar (phase, loss, time left) and its
+      warnings; silent by default, as scikit-learn's estimators are.
     **config: fields of the method's config (``epochs``, ``alpha``, ...).
 
   Attributes:
@@ -131,17 +133,18 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
 
   def __init__(self, method: str = "kmeans", n_clusters: int = 8, *, n_runs: int = 1,
                random_state: Any = None, sample_shape: Sequence[int] | None = None,
-               pretrained: str | None = None, **config: Any):
+               pretrained: str | None = None, verbose: bool | int = False, **config: Any):
     self.method = method
-    self._assign(n_clusters, n_runs, random_state, sample_shape, pretrained, config)
+    self._assign(n_clusters, n_runs, random_state, sample_shape, pretrained, verbose, config)
 
-  def _assign(self, n_clusters, n_runs, random_state, sample_shape, pretrained,
+  def _assign(self, n_clusters, n_runs, random_state, sample_shape, pretrained, verbose,
               config) -> None:
     self.n_clusters = n_clusters
     self.n_runs = n_runs
     self.random_state = random_state
     self.sample_shape = sample_shape
     self.pretrained = pretrained
+    self.verbose = verbose
     # Which attributes are config fields, for get_params of the generic class.
     self._config_keys = tuple(config)
     for key, value in config.items():
@@ -193,7 +196,8 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
     if self.pretrained is not None:
       check_pretrained(self.pretrained, method, method=self.method, runs=self.n_runs,
                        network=config.network(), data_sha256=data_digest(np.asarray(x)))
-    options = engine.TrainOptions(runs=self.n_runs, seed=self._seed(), progress=False)
+    options = engine.TrainOptions(runs=self.n_runs, seed=self._seed(),
+                                  progress=bool(self.verbose))
     result = engine.train(method, x, options=options, pretrained=self.pretrained)
     self.model_ = Model.from_result(self.method, config, shape, result)
     self.selected_run_ = self.model_.run
@@ -243,11 +247,11 @@ def estimator_class(name: str) -> type[DeepClusterer]:
   defaults = _fields(name)
 
   def __init__(self, n_clusters=8, *, n_runs=1, random_state=None, sample_shape=None,
-               pretrained=None, **config):
+               pretrained=None, verbose=False, **config):
     for key in config:
       if key not in defaults:
         raise unknown(f"{name} config key", key, defaults)
-    self._assign(n_clusters, n_runs, random_state, sample_shape, pretrained,
+    self._assign(n_clusters, n_runs, random_state, sample_shape, pretrained, verbose,
                  {**defaults, **config})
 
   own = [p for p in inspect.signature(DeepClusterer.__init__).parameters.values()

@@ -108,6 +108,7 @@ def test_a_class_per_registered_method():
               if f.name != "num_clusters"]
     parameters = list(inspect.signature(cls).parameters)
     assert parameters == ["n_clusters", "n_runs", "random_state", "sample_shape", "pretrained",
+                          "verbose",
                           *fields]
     assert set(cls().get_params()) == set(parameters)
   assert (estimators.AECM.__name__, estimators.KMeans.__name__) == ("AECM", "KMeans")
@@ -168,11 +169,19 @@ def test_pipeline_with_standard_scaler():
   np.testing.assert_array_equal(pickle.loads(pickle.dumps(cm)).predict(x), cm.predict(x))
 
 
+def test_verbose_shows_the_progress_bar(capsys):
+  x, _ = blobs()
+  estimators.KMeans(n_clusters=3, random_state=0).fit(x)
+  assert "kmeans" not in capsys.readouterr().err  # silent by default
+  estimators.KMeans(n_clusters=3, random_state=0, verbose=True).fit(x)
+  assert "kmeans" in capsys.readouterr().err  # tqdm's bar, named by the method
+
+
 def test_generic_estimator_params_and_clone():
   est = estimators.DeepClusterer("cm", n_clusters=3, alpha=2.0)
   assert est.get_params() == {"method": "cm", "n_clusters": 3, "n_runs": 1,
                               "random_state": None, "sample_shape": None, "pretrained": None,
-                              "alpha": 2.0}
+                              "verbose": False, "alpha": 2.0}
   est.set_params(epochs=4, n_runs=2)
   assert (est.epochs, est.n_runs) == (4, 2)
   assert clone(est).get_params() == est.get_params()
