@@ -74,6 +74,7 @@ def _fit(args: argparse.Namespace) -> None:
       args.method, args.dataset, runs=args.runs, seed=args.seed, epochs=args.epochs,
       overrides=overrides, data_dir=args.data_dir, out=out,
       resume=args.resume, pretrained=args.pretrained, overwrite=args.overwrite,
+      download=args.download,
       options={"chunk_runs": args.chunk_runs, "shared_order": args.shared_order,
                "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every,
                "progress": not args.quiet, "mesh": mesh, "time_limit": args.time_limit})
@@ -202,6 +203,9 @@ def parser() -> argparse.ArgumentParser:
   f.add_argument("--seed", type=int, default=0)
   f.add_argument("--out", help="run directory (default runs/METHOD-DATASET-TIME)")
   f.add_argument("--data-dir", help="look for dataset files here first")
+  f.add_argument("--download", action="store_true",
+                 help="fetch a missing dataset (TensorFlow Datasets, the tfds extra; "
+                      "20 Newsgroups by scikit-learn) into the data directory")
   f.add_argument("--init", choices=["r", "p"],
                  help="CM/AE-CM initialisation: r random, p pretrained (= --set init=...)")
   f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -80,6 +80,7 @@ def fit(
     options: Mapping[str, Any] | None = None,
     pretrained: str | pathlib.Path | None = None,
     overwrite: bool = False,
+    download: bool = False,
 ) -> FitReport:
   """Trains ``runs`` runs of ``method`` on ``dataset`` and summarises them.
 
@@ -99,6 +100,7 @@ def fit(
       pretraining; refused unless its dataset, data and network agree.
     overwrite: replace whatever run ``out`` holds (finished, failed or another
       config's) by this one.
+    download: fetch a missing dataset (``data.load(..., download=True)``).
 
   Example:
     >>> report = fit("kmeans", "iris", runs=2, options={"progress": False})
@@ -106,7 +108,7 @@ def fit(
     ['acc', 'ari', 'nmi']
   """
   ds = dataset if isinstance(dataset, data_lib.Dataset) else data_lib.load(
-      dataset, data_dir=data_dir)
+      dataset, data_dir=data_dir, download=download)
   overrides = dict(overrides or {})
   if epochs is not None:
     overrides["epochs"] = epochs

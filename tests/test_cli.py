@@ -328,3 +328,14 @@ def test_fit_fills_the_persistent_compilation_cache_unless_turned_off(tmp_path):
     if folder is not None:
       assert any(folder.iterdir()), "nothing was cached"
   assert not (tmp_path / "xdg").exists()  # "0": no cache anywhere
+
+
+def test_missing_dataset_names_the_command_lines_options(capsys, tmp_path, monkeypatch):
+  """A command-line user is told about --data-dir and --download, not only Python's keywords."""
+  monkeypatch.delenv("DEEPCLUST_DATA", raising=False)
+  code, _, err = run(capsys, "fit", "kmeans", "--dataset", "mnist", "--data-dir",
+                     str(tmp_path), "--out", str(tmp_path / "run"))
+  assert code == 2 and "--download (Python: download=True)" in err and "--data-dir" in err
+  code, _, err = run(capsys, "fit", "kmeans", "--dataset", "usps", "--data-dir",
+                     str(tmp_path), "--download", "--out", str(tmp_path / "run2"))
+  assert code == 2 and "no downloader for 'usps'" in err

@@ -167,7 +167,8 @@ def test_missing_files_error_is_immediate_and_explains(tmp_path):
   message = str(err.value)
   assert "'mnist'" in message and str(tmp_path / "mnist") in message
   assert "train-images-idx3-ubyte.gz" in message and MNIST_TEST_LABELS_SHA256 in message
-  assert data.ENV_VAR in message and "download=True" in message
+  assert data.ENV_VAR in message and "--download (Python: download=True)" in message
+  assert "--data-dir" in message
   assert "tensorflow_datasets" not in sys.modules
   assert "tensorflow" not in sys.modules
 

@@ -197,17 +197,18 @@ class LocalFiles:
         f"  expected files in <data dir>/{self.folder}/:",
         expected,
         f"  to get them: {self.obtain}",
-        f"  then place them in {target}/ and pass data_dir=<data dir> or set {ENV_VAR}=<data dir>",
+        f"  then place them in {target}/ and pass --data-dir <data dir> (Python: "
+        f"data_dir=...) or set {ENV_VAR}=<data dir>",
     ]
     if self.tfds is not None:
       if download:
-        lines.append("  download=True needs tensorflow-datasets, which is not installed: "
+        lines.append("  downloading needs tensorflow-datasets, which is not installed: "
                      "pip install 'deepclust-jax[tfds]'")
       else:
-        lines.append("  or pass download=True with the tfds extra installed "
-                     "(pip install 'deepclust-jax[tfds]')")
+        lines.append("  or let TensorFlow Datasets fetch them: pip install "
+                     "'deepclust-jax[tfds]', then add --download (Python: download=True)")
     elif download:
-      lines.append(f"  download=True cannot fetch {name!r}: there is no downloader for it")
+      lines.append(f"  there is no downloader for {name!r}: its files must be placed by hand")
     return "\n".join(lines)
 
 
@@ -256,8 +257,9 @@ class Newsgroups:
         raise DatasetError(
             f"dataset {name!r} is not available on this machine\n"
             f"  tried: {tried}\n"
-            f"  to get it: pass download=True with data_dir=<data dir> or {ENV_VAR} set, and "
-            f"scikit-learn fetches it (14 MB) into <data dir>/{self.folder}/")
+            f"  to get it: add --download (Python: download=True) with --data-dir <data dir> "
+            f"or {ENV_VAR} set, and scikit-learn fetches it (14 MB) into "
+            f"<data dir>/{self.folder}/")
       home = roots[0].path / self.folder
     from sklearn.datasets import fetch_20newsgroups  # Lazy: slow imports.
     from sklearn.feature_extraction.text import TfidfVectorizer
