@@ -346,3 +346,30 @@ def test_cm_and_aecm_build_and_trace_for_every_registered_dataset(name, init):
 
 def test_registry_doctests():
   assert doctest.testmod(methods.registry, raise_on_error=True).attempted >= 5
+
+
+@pytest.mark.parametrize("name,key,value,message", [
+    ("vade", "hidden", (500, 0), r"hidden=\(500, 0\): every layer width must be a positive"),
+    ("aecm", "hidden", (-5,), "every layer width must be a positive integer"),
+    ("edgam", "hidden", (0,), "every layer width must be a positive integer"),
+    ("ae_kmeans", "latent", 0, "latent=0 must be positive"),
+    ("cm", "learning_rate", float("nan"), "learning_rate=nan must be a finite number"),
+    ("nmm_em", "em_learning_rate", 0.0, "em_learning_rate=0.0 must be positive"),
+    ("edgam", "pretrain_batch_size", 0, "pretrain_batch_size=0 must be positive"),
+    ("dgg", "siamese_epochs", -1, "siamese_epochs=-1 must be >= 0"),
+    ("edgam", "eta3", float("inf"), "eta3=inf must be a finite number"),
+])
+def test_numeric_config_fields_are_checked_before_training(name, key, value, message):
+  with pytest.raises(ConfigError, match=message):
+    methods.resolve(name, overrides={key: value})
+
+
+def test_graph_neighbours_must_be_fewer_than_the_samples():
+  method = methods.build("dgg", shape=(64,), num_clusters=3, hidden=(8,), num_neighbours=40,
+                         siamese_neighbours=2)
+  x = jnp.zeros((30, 64))
+  params, state = method.init(jax.random.key(0), {"x": x})
+  graph_phase = next(p for p in method.phases if p.name == "graph")
+  with pytest.raises(ConfigError, match="num_neighbours=40 needs more samples than neighbours; "
+                                        "the data has 30"):
+    graph_phase.update(params, state, {"x": x}, jax.random.key(1))

@@ -11,6 +11,7 @@ preset for the dataset (``deepclust_jax.configs.paper``); then the user's
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -149,10 +150,49 @@ def resolve(name: str, *, dataset: str | None = None, num_classes: int | None = 
     values = {**spec.scaled(num_samples, shape, values.get("num_clusters", 0), values),
               **values}
   config = spec.config(**values)
+  check_numbers(config)
   check = getattr(config, "validate", None)
   if check is not None:
     check()
   return config
+
+
+def check_numbers(config: Any) -> None:
+  """The range checks every config shares, before the method's own ``validate``.
+
+  Every float is finite; layer widths (``hidden``, ``latent``) and batch
+  sizes are positive; epoch counts are not negative; learning rates are
+  positive. A method's ``validate`` adds its own.
+
+  Raises:
+    ConfigError: naming the key and the value.
+
+  Example:
+    >>> import dataclasses
+    >>> @dataclasses.dataclass
+    ... class C:
+    ...   hidden: tuple = (500, 0)
+    >>> check_numbers(C())
+    Traceback (most recent call last):
+    ...
+    deepclust_jax.errors.ConfigError: hidden=(500, 0): every layer width must be a positive integer
+  """
+  for field in dataclasses.fields(config):
+    name, value = field.name, getattr(config, field.name)
+    if isinstance(value, float) and not math.isfinite(value):
+      raise ConfigError(f"{name}={value} must be a finite number")
+    if name == "hidden" or name.endswith("_hidden"):
+      if not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in value):
+        raise ConfigError(f"{name}={tuple(value)}: every layer width must be a positive "
+                          "integer")
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+      continue
+    elif (name == "latent" or name.endswith("batch_size")) and value <= 0:
+      raise ConfigError(f"{name}={value} must be positive")
+    elif name.endswith("epochs") and value < 0:
+      raise ConfigError(f"{name}={value} must be >= 0")
+    elif (name.endswith("learning_rate") or name.endswith("_lr")) and value <= 0:
+      raise ConfigError(f"{name}={value} must be positive")
 
 
 def build(name: str, *, shape: Sequence[int], dataset: str | None = None,

@@ -261,8 +261,13 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
     cross_entropy = -jnp.mean(jnp.take_along_axis(log_q, batch["labels"][:, None], -1))
     return cross_entropy, {"cross_entropy": cross_entropy}
 
+  def neighbours_below_n(key: str, value: int, n: int) -> None:
+    # Checked while tracing: the number of samples is the data's static shape.
+    require(value < n, f"{key}={value} needs more samples than neighbours; the data has {n}")
+
   def input_graph(params, state, data, key):
     del key
+    neighbours_below_n("siamese_neighbours", config.siamese_neighbours, data["x"].shape[0])
     return params, {**state, "input_nbrs": graph.knn(data["x"], config.siamese_neighbours)}, {}
 
   def contrastive_batch(idx, data, state, key):
@@ -287,6 +292,7 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
 
   def embedding_graph(params, state, data, key):
     del key
+    neighbours_below_n("num_neighbours", num_neighbours, data["x"].shape[0])
     embedding = predict_in_chunks(embed, params, state, data["x"])
     return params, {**state, "nbrs": graph.knn(embedding, num_neighbours)}, {}
 
