@@ -78,7 +78,10 @@ def _fit(args: argparse.Namespace) -> None:
       options={"chunk_runs": args.chunk_runs, "shared_order": args.shared_order,
                "eval_every": args.eval_every, "checkpoint_every": args.checkpoint_every,
                "progress": not args.quiet, "mesh": mesh, "time_limit": args.time_limit})
-  title = f"{args.method} on {report.dataset} ({args.runs} run(s), seed {args.seed})"
+  name = args.method
+  if name == "dgg" and report.config.num_neighbours == 0:
+    name = "dgg (DGG without graph)"
+  title = f"{name} on {report.dataset} ({args.runs} run(s), seed {args.seed})"
   print(pipeline.format_summary(report.summary, title))
   print(f"run directory: {report.run_dir}")
 
