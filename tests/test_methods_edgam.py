@@ -45,12 +45,13 @@ def test_phases_follow_the_init():
 
 def test_table_2_presets():
   usps = methods.resolve("edgam", dataset="usps", num_classes=10)
-  assert (usps.eta1, usps.eta2, usps.eta3) == (1e-1, 5e-2, 1e-4)
+  assert (usps.eta1, usps.eta2) == (1e-1, 5e-2)
+  assert (usps.sharpen, usps.eta3) == ("target", 1.0)  # the v2 ablation's pick
   assert (usps.architecture, usps.T, usps.delta) == ("mlp", 3, 3.0)
   fashion = methods.resolve("edgam", dataset="fashion_mnist", num_classes=10)
   assert (fashion.eta1, fashion.eta2, fashion.architecture) == (5e-2, 1e-3, "conv")
   mnist = methods.resolve("edgam", dataset="mnist", num_classes=10)
-  assert (mnist.eta1, mnist.eta2, mnist.eta3) == (1e-2, 1e-2, 1e-4)
+  assert (mnist.eta1, mnist.eta2) == (1e-2, 1e-2)
 
 
 @pytest.mark.parametrize("switch", [
@@ -78,7 +79,7 @@ def test_every_switch_builds_and_traces(switch):
 def test_defaults_are_v2_and_v1_is_reachable(tiny):
   v2 = methods.resolve("edgam")
   assert (v2.cluster_loss, v2.assign, v2.learn_beta, v2.mixing, v2.sharpen) == (
-      "ratio", "constant", "correction", "uniform", "entropy")
+      "ratio", "constant", "correction", "uniform", "target")
   x = jnp.asarray(tiny.x[:30])
   losses = {}
   for name, switches in (("v2", {}), ("v1", edgam.V1)):
@@ -92,7 +93,7 @@ def test_defaults_are_v2_and_v1_is_reachable(tiny):
 
 def test_eta3_ramps_linearly_over_the_joint_steps(tiny):
   """The ramp's step lives in the state: eta3 at the first step, eta3 x ramp at the last."""
-  method = build(eta3_ramp=11.0, epochs=2)
+  method = build(eta3_ramp=11.0, epochs=2, sharpen="entropy")
   x = jnp.asarray(tiny.x)
   params, state = method.init(jax.random.key(0), {"x": x})
   assert int(state["ramp"]["steps"]) == 2 * (N // 30)
@@ -200,7 +201,7 @@ def test_tiny_fit_through_the_pipeline(tiny, tmp_path):
                         out=tmp_path / "run",
                         options={"progress": False, "eval_every": 1})
   assert report.result.gamma.shape == (2, N, K)
-  assert set(report.result.terms) >= {"reconstruction", "correction", "cluster", "entropy",
+  assert set(report.result.terms) >= {"reconstruction", "correction", "cluster", "target",
                                       "max_gamma", "beta1", "beta2", "objective"}
   joint = [r for r in report.result.history if r["phase"] == "joint"]
   assert joint and "acc" in joint[-1]["metrics"]  # ACC of argmax gamma, every epoch
