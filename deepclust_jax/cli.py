@@ -63,7 +63,7 @@ def _methods(args: argparse.Namespace) -> None:
 
 
 def _fit(args: argparse.Namespace) -> None:
-  from deepclust_jax import engine, methods, pipeline
+  from deepclust_jax import engine, methods, pipeline, summary
   # First, while JAX has not started: on a CPU this asks for one device per share.
   mesh = engine.runs_mesh(args.run_devices) if args.run_devices > 1 else None
   out = args.out or pipeline.default_run_dir(args.method, args.dataset)
@@ -82,13 +82,13 @@ def _fit(args: argparse.Namespace) -> None:
   if name == "dgg" and report.config.num_neighbours == 0:
     name = "dgg (DGG without graph)"
   title = f"{name} on {report.dataset} ({args.runs} run(s), seed {args.seed})"
-  print(pipeline.format_summary(report.summary, title))
+  print(summary.format_summary(report.summary, title))
   print(f"run directory: {report.run_dir}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-  from deepclust_jax import pipeline
-  print(pipeline.format_summary(pipeline.evaluate_run_dir(args.run_dir), str(args.run_dir)))
+  from deepclust_jax import rundir, summary
+  print(summary.format_summary(rundir.read(args.run_dir).summary, str(args.run_dir)))
 
 
 def read_input(path: str, array: str | None = None):
@@ -124,9 +124,9 @@ def read_input(path: str, array: str | None = None):
 def _predict(args: argparse.Namespace) -> None:
   import numpy as np
 
-  from deepclust_jax import data, metrics, pipeline
+  from deepclust_jax import data, metrics, rundir
   from deepclust_jax.errors import InputError
-  model = pipeline.load(args.run_dir)
+  model = rundir.load_model(args.run_dir)
   if args.input is not None:
     x, y, name = read_input(args.input, args.array), None, pathlib.Path(args.input).stem
   else:
@@ -159,8 +159,8 @@ def _plot(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-  from deepclust_jax import pipeline
-  print(pipeline.compare(args.run_dirs), end="")
+  from deepclust_jax import rundir
+  print(rundir.compare(args.run_dirs), end="")
 
 
 def _print_table(rows: Sequence[Sequence[str]]) -> None:

@@ -46,7 +46,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from deepclust_jax import engine, methods
 from deepclust_jax.errors import DeepclustError, InputError, unknown
-from deepclust_jax.pipeline import Model, check_pretrained, data_digest
+from deepclust_jax.model import Model
+from deepclust_jax.pipeline import check_pretrained, data_digest
 
 _K1 = ("fits with n_clusters=1, which is refused (2 <= K <= N is checked before "
        "training, as on the command line: one cluster is no clustering); "
@@ -125,7 +126,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
 
   Attributes:
     labels_: cluster of each training sample.
-    model_: the kept run as a :class:`~deepclust_jax.pipeline.Model`.
+    model_: the kept run as a :class:`~deepclust_jax.model.Model`.
     selected_run_: its index among the runs.
     collapsed_runs_: runs that left a cluster empty.
     n_features_in_: D.

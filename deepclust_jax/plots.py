@@ -33,7 +33,7 @@ from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
 from deepclust_jax import data as data_lib  # noqa: E402
-from deepclust_jax import metrics, pipeline, rundir  # noqa: E402
+from deepclust_jax import metrics, rundir  # noqa: E402
 from deepclust_jax.errors import DeepclustError, InputError  # noqa: E402
 
 SCORE_NAMES = {"acc": "ACC", "nmi": "NMI", "ari": "ARI", "kmeans_acc": "k-means ACC (codes)",
@@ -216,28 +216,25 @@ def plot_run(run_dir: str | pathlib.Path, x: np.ndarray | None = None, *,
     DeepclustError: ``run_dir`` is not a finished run directory, or ``out``
       cannot be written.
   """
-  run_dir = pathlib.Path(run_dir)
-  summary = pipeline.evaluate_run_dir(run_dir)  # one clear error if it is not a run
-  out = pathlib.Path(out) if out is not None else run_dir
+  run = rundir.read(run_dir)  # one clear error if it is not a finished run
+  out = pathlib.Path(out) if out is not None else run.path
   try:
     out.mkdir(parents=True, exist_ok=True)
   except OSError as e:
     raise InputError(f"cannot write pictures to {out}: {e}") from None
-  config = pipeline.read_config(run_dir)
+  config = run.config
   written, skipped = [], {}
-  history = rundir.read_jsonl(run_dir / "history.jsonl", keys=("phase", "terms"))
-  if history:
+  if run.history:
     written.append(out / "curves.png")
-    plot_curves(history, written[-1])
+    plot_curves(run.history, written[-1])
   else:
     skipped["curves.png"] = "history.jsonl is empty"
   try:
-    model, reason = pipeline.load(run_dir), ""
+    model, reason = run.model, ""
   except DeepclustError as e:  # e.g. a run made before models were saved
     model, reason = None, str(e)
-  run = model.run if model is not None else summary.get("selected", {}).get("run", 0)
-  labels, y = rundir.read_labels(run_dir)
-  labels = labels[run]
+  shown = model.run if model is not None else run.summary.get("selected", {}).get("run", 0)
+  labels, y = run.labels[shown], run.y_true
   written.append(out / "confusion.png")
   plot_confusion(y, labels, written[-1])
   if x is None:

@@ -26,7 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from deepclust_jax import data, pipeline  # noqa: E402
+from deepclust_jax import data, rundir  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     ax = axes[datasets.index(row["dataset"]), columns.index(row["column"])]
     directory = run_dir(row, cfg["runs"])
     x = data.load(row["dataset"]).x
-    summary = pipeline.evaluate_run_dir(directory)
+    summary = rundir.read(directory).summary
     labels = np.load(directory / "labels.npy")
     run = summary.get("selected", {}).get("run", 0)
     seconds = [json.loads(l)["seconds"] for l in

@@ -37,6 +37,7 @@ import jax
 
 from deepclust_jax import methods, pipeline
 from deepclust_jax.errors import NonFiniteError
+from deepclust_jax.summary import format_summary
 
 HERE = pathlib.Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         record["cut_short"] = {b["phase"]: f"{b.get('trained', [b['epochs']])[0]}/"
                                            f"{b['epochs']}"
                                for b in report.summary["budget"]}
-      print(pipeline.format_summary(report.summary, row["label"]), flush=True)
+      print(format_summary(report.summary, row["label"]), flush=True)
     record["seconds"] = (datetime.datetime.now() - start).total_seconds()
     record_row(name, record)
   with locked(name):

@@ -23,8 +23,6 @@ import pathlib
 import sys
 import time
 
-import numpy as np
-
 from deepclust_jax import data, methods, pipeline
 from deepclust_jax.methods import aecm
 from deepclust_jax.methods.common import scaled_sgd

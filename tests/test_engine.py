@@ -436,6 +436,24 @@ def test_corrupt_or_foreign_checkpoint_is_refused(tmp_path):
     train(toy_method(), x, options=options, run_dir=tmp_path, resume=True)
 
 
+def test_corrupt_checkpoint_arrays_are_one_short_line(tmp_path):
+  """Only the arrays damaged (the position reads fine): orbax's TensorStore error is cut
+  to one line without its spec dump."""
+  x, _ = blobs()
+  options = TrainOptions(checkpoint_every=2, progress=False)
+  train(toy_method(), x, options=options, run_dir=tmp_path)
+  arrays = [f for f in (_latest(tmp_path) / "state").rglob("*")
+            if f.is_file() and f.parent.name == "d"]
+  assert arrays
+  for f in arrays:
+    f.write_bytes(b"garbage")
+  with pytest.raises(CheckpointError, match="corrupt") as error:
+    train(toy_method(), x, options=options, run_dir=tmp_path, resume=True)
+  message = str(error.value)
+  assert "tensorstore_spec" not in message and "\n" not in message
+  assert len(message) < 500 and "run without --resume" in message
+
+
 def test_unfinished_checkpoint_write_is_ignored(tmp_path):
   """A crash mid-write leaves orbax's temporary directory, never a bad latest step."""
   x, _ = blobs()
@@ -475,7 +493,6 @@ def test_vmapped_runs_with_state_equal_sequential_runs():
 
 def test_batch_function_sees_side_arrays_state_and_key():
   x, _ = blobs(n=64)
-  seen = []
 
   def batch(idx, data, state, key):
     return {"x": data["x"][idx] + 0.0 * data["w"][idx][:, None],

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deepclust_jax import baselines, data, metrics, methods, pipeline
+from deepclust_jax import baselines, data, metrics, methods, pipeline, rundir
 from deepclust_jax.engine import FitPhase, SGDPhase, check_phases
 from deepclust_jax.errors import ConfigError
 from deepclust_jax.methods import edgam
@@ -215,7 +215,7 @@ def test_tiny_fit_through_the_pipeline(tiny, tmp_path):
                                                                        abs=1e-6)
   assert report.model.transform(tiny.x[:5]).shape == (5, TINY["latent"])
   assert report.model.decoded_centroids().shape == (K, 64)
-  loaded = pipeline.load(tmp_path / "run")
+  loaded = rundir.load_model(tmp_path / "run")
   np.testing.assert_array_equal(loaded.predict(tiny.x), report.model.predict(tiny.x))
 
 

@@ -13,6 +13,7 @@ import pytest
 from deepclust_jax import data, methods, pipeline
 from deepclust_jax.errors import ConfigError
 from deepclust_jax.methods import nmm_em
+from deepclust_jax.summary import format_summary
 
 # A tiny network on digits' 8x8 Sobel planes: the whole image pipeline in seconds.
 TINY = {"architecture": "F16", "sobel": True, "batch_size": 128,
@@ -179,7 +180,7 @@ def test_dying_units_warn_on_the_literal_network_only(batch_norm, capsys):
           if "diagnostics" in r]
   assert len(live) == 6 and all(0 <= v <= 1 for v in live)
   printed = capsys.readouterr()
-  summary = pipeline.format_summary(report.summary)
+  summary = format_summary(report.summary)
   if batch_norm:
     assert min(live) >= nmm_em.LIVE_UNITS_WARNING
     assert "warnings" not in report.summary and "live_units" not in printed.out + printed.err

@@ -8,9 +8,10 @@ import chex
 import numpy as np
 import pytest
 
-from deepclust_jax import metrics, pipeline
+from deepclust_jax import metrics, pipeline, rundir
 from deepclust_jax.data import Dataset
 from deepclust_jax.errors import ConfigError, DeepclustError, InputError, NonFiniteError
+from deepclust_jax.summary import SCORES, format_summary
 
 QUIET = {"progress": False}
 
@@ -40,7 +41,7 @@ def test_fit_in_memory_dataset(kmeans_run):
   chex.assert_shape(report.result.labels, (2, 90))
   assert set(report.summary) == {"runs", "mean", "std", "collapsed"}  # k-means selects no run
   assert report.summary["runs"] == 2
-  for key in pipeline.SCORES:
+  for key in SCORES:
     per_run = [metrics.evaluate(ds.y, l)[key] for l in report.result.labels]
     assert report.summary["mean"][key] == pytest.approx(np.mean(per_run))
     assert report.summary["std"][key] == pytest.approx(np.std(per_run))
@@ -59,7 +60,7 @@ def test_run_directory_contents(kmeans_run):
   lines = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
   assert [l["key"] for l in lines] == ["fold_in(key(3), 0)", "fold_in(key(3), 1)"]
   assert "three_blobs" in (run_dir / "summary.md").read_text()
-  again = pipeline.evaluate_run_dir(run_dir)
+  again = rundir.read(run_dir).summary
   assert set(again) == set(report.summary)
   for key in ("mean", "std"):
     assert again[key] == pytest.approx(report.summary[key])
@@ -92,7 +93,7 @@ def test_a_failed_run_says_what_to_do_and_overwrite_replaces_it(tmp_path, monkey
     pipeline.fit("cm", ds, epochs=2, out=out, resume=True, overwrite=True, options=QUIET)
   report = pipeline.fit("kmeans", ds, out=out, overwrite=True, options=QUIET)
   assert not (out / "failed.json").exists() and (out / "labels.npy").exists()
-  assert pipeline.read_config(out)["method"] == "kmeans"
+  assert rundir.read_config(out)["method"] == "kmeans"
   assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
       p.name for p in report.run_dir.iterdir() if not p.name.startswith("."))
 
@@ -181,41 +182,6 @@ def test_out_path_that_is_a_file(tmp_path):
     pipeline.fit("kmeans", three_blobs(30), out=path, options=QUIET)
 
 
-def test_summarize_and_format_summary():
-  scores = [{"acc": 0.5, "nmi": 0.25, "ari": 0.0}, {"acc": 0.75, "nmi": 0.75, "ari": 0.5}]
-  summary = pipeline.summarize(scores, selected=1, select_by="l_sp", collapsed=[0])
-  assert summary["runs"] == 2
-  assert summary["mean"] == pytest.approx({"acc": 0.625, "nmi": 0.5, "ari": 0.25})
-  assert summary["std"] == pytest.approx({"acc": 0.125, "nmi": 0.25, "ari": 0.25})
-  assert summary["selected"] == {"run": 1, "by": "l_sp", "acc": 0.75, "nmi": 0.75, "ari": 0.5}
-  assert summary["collapsed"] == [0]
-  text = pipeline.format_summary(summary, "# title")
-  lines = text.splitlines()
-  assert lines[0] == "# title"
-  assert "| mean ± std over 2 run(s) | 62.5 ± 12.5 | 50.0 ± 25.0 | 25.0 ± 25.0 |" in lines
-  assert "| selected run 1 (lowest l_sp) | 75.0 | 75.0 | 50.0 |" in lines
-  assert "1 run(s) collapsed (a cluster left empty), never selected unless all did: [0]" in text
-  assert "selected" not in pipeline.format_summary(pipeline.summarize(scores, None))
-  assert pipeline.summarize([], None) == {}
-  assert "nothing to score" in pipeline.format_summary({}, "t")
-
-
-def test_rank_correlation_of_the_criterion_with_acc():
-  """Minus the criterion against ACC over the runs that did not collapse (Spearman)."""
-  scores = [{"acc": a, "nmi": 0.0, "ari": 0.0} for a in (0.9, 0.5, 0.7, 0.99, 0.6)]
-  # Lower criterion, higher ACC, except run 3, which collapsed and is left out.
-  criterion = [1.0, 5.0, 3.0, 100.0, 4.0]
-  summary = pipeline.summarize(scores, 0, "neg_elbo", collapsed=[3], criterion=criterion)
-  assert summary["selected"]["spearman_acc"] == pytest.approx(1.0)
-  assert "(Spearman): +1.00" in pipeline.format_summary(summary)
-  reversed_ = pipeline.summarize(scores, 0, "neg_elbo", collapsed=[3],
-                                criterion=[-c for c in criterion])
-  assert reversed_["selected"]["spearman_acc"] == pytest.approx(-1.0)
-  # Two runs say nothing about a ranking.
-  two = pipeline.summarize(scores[:2], 0, "neg_elbo", criterion=criterion[:2])
-  assert "spearman_acc" not in two["selected"]
-
-
 def test_summary_prints_the_resolved_budget(tmp_path):
   report = pipeline.fit("cm", "iris", runs=2, out=tmp_path / "run",
                         overrides={"epochs": 40, "tol": 0.01}, options=QUIET)
@@ -235,18 +201,18 @@ def test_a_batch_larger_than_the_data_is_reported_not_hidden():
   report = pipeline.fit("cm", "iris", overrides={"batch_size": 500}, epochs=1, options=QUIET)
   (budget,) = report.summary["budget"]
   assert (budget["batch_size"], budget["batch_size_asked"]) == (150, 500)
-  assert "(batch_size 500 asked, more than the N samples)" in pipeline.format_summary(
+  assert "(batch_size 500 asked, more than the N samples)" in format_summary(
       report.summary)
   fitting = pipeline.fit("cm", "iris", overrides={"batch_size": 50}, epochs=1, options=QUIET)
   assert "batch_size_asked" not in fitting.summary["budget"][0]
 
 
-def test_evaluate_run_dir_on_a_non_run_dir(tmp_path):
+def test_reading_a_directory_that_is_not_a_finished_run(tmp_path):
   (tmp_path / "labels.npy").write_bytes(b"")
   with pytest.raises(DeepclustError, match=r"not a finished run directory.*y_true\.npy"):
-    pipeline.evaluate_run_dir(tmp_path)
+    rundir.read(tmp_path)
   with pytest.raises(DeepclustError, match="not a finished run directory"):
-    pipeline.evaluate_run_dir(tmp_path / "missing")
+    rundir.read(tmp_path / "missing")
 
 
 def test_default_run_dir():

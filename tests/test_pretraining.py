@@ -14,6 +14,7 @@ from deepclust_jax import cli, data, estimators, methods, pipeline
 from deepclust_jax.engine import TrainOptions, train
 from deepclust_jax.errors import ConfigError, InputError
 from deepclust_jax.methods import aecm, pretraining
+from deepclust_jax.summary import format_summary
 
 K = 3
 QUIET = {"progress": False}
@@ -130,7 +131,7 @@ def test_pretrained_start_gives_the_same_labels(tmp_path, small, name):
                      overrides={"pretrain_epochs": 7})
   np.testing.assert_array_equal(reused.result.labels, own.result.labels)
   assert reused.summary["pretrained"]["run_dir"] == str(tmp_path / "own")
-  assert "Started from the pretrained autoencoders of" in pipeline.format_summary(
+  assert "Started from the pretrained autoencoders of" in format_summary(
       reused.summary)
   assert not [r for r in reused.result.history if r["phase"] == "pretrain"]
   # The new run directory keeps what it started from, so it can serve in turn.

@@ -1,4 +1,4 @@
-"""Saved models (``pipeline.load``, ``deepclust predict``) and ``deepclust compare``."""
+"""Saved models (``rundir.load_model``, ``deepclust predict``) and ``deepclust compare``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
-from deepclust_jax import cli, data, metrics, pipeline
+from deepclust_jax import cli, data, metrics, pipeline, rundir
 from deepclust_jax.errors import ModelError
 
 IRIS = data.load("iris")
@@ -48,22 +48,22 @@ def copy_run(run_dir: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
 @pytest.mark.parametrize("name", ["kmeans", "cm"])
 def test_load_predicts_the_saved_runs_labels(runs, name):
   run_dir = runs[name]
-  model = pipeline.load(run_dir)
+  model = rundir.load_model(run_dir)
   assert (model.method, model.sample_shape) == (name, (4,))
-  summary = pipeline.evaluate_run_dir(run_dir)
+  summary = rundir.read(run_dir).summary
   assert model.run == summary.get("selected", {"run": 0})["run"]
   labels = np.load(run_dir / "labels.npy")[model.run]
   np.testing.assert_array_equal(model.predict(IRIS.x), labels)
   gamma = model.predict_proba(IRIS.x[:10])
   assert gamma.shape == (10, 3)
   np.testing.assert_allclose(gamma.sum(1), 1, rtol=1e-5)
-  assert pipeline.load(run_dir, method=name).run == model.run
+  assert rundir.load_model(run_dir, method=name).run == model.run
 
 
 def test_fit_report_holds_the_same_model(tmp_path):
   report = pipeline.fit("kmeans", "iris", out=tmp_path / "run", options={"progress": False})
   np.testing.assert_array_equal(report.model.predict(IRIS.x), report.result.labels[0])
-  np.testing.assert_array_equal(pipeline.load(tmp_path / "run").predict(IRIS.x),
+  np.testing.assert_array_equal(rundir.load_model(tmp_path / "run").predict(IRIS.x),
                                 report.result.labels[0])
 
 
@@ -77,7 +77,7 @@ def test_cli_predict_dataset_writes_labels_and_probabilities(runs):
   labels = np.load(folder / "labels.npy")
   gamma = np.load(folder / "probabilities.npy")
   np.testing.assert_array_equal(labels, gamma.argmax(1))
-  model = pipeline.load(run_dir)
+  model = rundir.load_model(run_dir)
   np.testing.assert_array_equal(labels, np.load(run_dir / "labels.npy")[model.run])
   acc = float(re.search(r"ACC (\d+\.\d)", out).group(1))
   assert acc == pytest.approx(100 * metrics.acc(IRIS.y, labels), abs=0.051)
@@ -92,13 +92,13 @@ def test_cli_predict_input_file_to_out(runs, tmp_path):
   assert (code, err) == (0, "")
   assert f"labels: {out / 'labels.npy'}" in stdout and "ACC" not in stdout
   np.testing.assert_array_equal(np.load(out / "labels.npy"),
-                                pipeline.load(runs["kmeans"]).predict(x))
+                                rundir.load_model(runs["kmeans"]).predict(x))
   assert np.load(out / "probabilities.npy").shape == (50, 3)
 
 
 def test_cli_predict_reads_csv_and_npz(runs, tmp_path):
   x = IRIS.x[::3]
-  expected = pipeline.load(runs["kmeans"]).predict(x)
+  expected = rundir.load_model(runs["kmeans"]).predict(x)
   np.savetxt(tmp_path / "new.csv", x, delimiter=",")
   np.savez(tmp_path / "one.npz", data=x)
   np.savez(tmp_path / "two.npz", a=x, b=x[:, :2])
@@ -140,7 +140,7 @@ def test_wrong_width_is_one_line(runs, tmp_path):
 
 def test_model_of_another_method_is_refused(runs, tmp_path):
   with pytest.raises(ModelError, match="holds a kmeans model, not cm"):
-    pipeline.load(runs["kmeans"], method="cm")
+    rundir.load_model(runs["kmeans"], method="cm")
   mixed = copy_run(runs["kmeans"], tmp_path)
   shutil.copy(runs["cm"] / "model.npz", mixed / "model.npz")
   expect_one_line_error(["predict", str(mixed), "--dataset", "iris"],
@@ -210,15 +210,17 @@ def test_compare_prints_one_markdown_table(runs):
     assert cells[4] == f"{100 * acc.mean():.1f} ± {100 * acc.std():.1f}"
     assert cells[-1].endswith(" s") and float(cells[-1][:-2]) > 0
   assert lines[2].split("|")[8].strip() == "none" and lines[2].split("|")[9].strip() == "1"
-  selected = pipeline.evaluate_run_dir(runs["cm"])["selected"]
+  selected = rundir.read(runs["cm"]).summary["selected"]
   assert lines[3].split("|")[8].strip().startswith(f"{selected['run']} (lowest l_sp): ACC")
   assert lines[3].split("|")[9].strip() == "2"  # one epoch and the averaging epoch
   expect_one_line_error(["compare", str(runs["cm"]), "/nonexistent"],
                         "/nonexistent is not a finished run directory")
 
 
-def test_rundir_doctests():
+@pytest.mark.parametrize("module", ["rundir", "storage", "model", "pipeline"])
+def test_docstring_examples(module):
   import doctest
+  import importlib
 
-  from deepclust_jax import rundir
-  assert doctest.testmod(rundir, optionflags=doctest.ELLIPSIS, raise_on_error=True).attempted
+  found = importlib.import_module(f"deepclust_jax.{module}")
+  assert doctest.testmod(found, optionflags=doctest.ELLIPSIS, raise_on_error=True).attempted

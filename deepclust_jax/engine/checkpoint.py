@@ -54,8 +54,8 @@ class Checkpointer:
           step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     except Exception as e:  # orbax raises many types for unreadable files
       raise CheckpointError(
-          f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}: {e});"
-          " delete it or run without --resume") from e
+          f"checkpoint {path} is corrupt or unreadable ({_reason(e)});"
+          " delete it or run without --resume") from None
     saved = meta.get("fingerprint", {}) if isinstance(meta, dict) else {}
     if saved != self.fingerprint:
       diff = sorted(k for k in set(self.fingerprint) | set(saved)
@@ -73,10 +73,18 @@ class Checkpointer:
     except Exception as e:
       raise CheckpointError(
           f"checkpoint {self.directory / str(step)} does not match this model's "
-          f"parameters or is corrupt ({type(e).__name__}: {e})") from e
+          f"parameters or is corrupt ({_reason(e)}); delete it or run without "
+          "--resume") from None
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _reason(e: BaseException, limit: int = 300) -> str:
+  """Orbax's error in one line: without TensorStore's spec dump, at most ``limit`` characters."""
+  text = " ".join(str(e).split("[tensorstore_spec=")[0].split())
+  text = f"{type(e).__name__}: {text}"
+  return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def abstract(tree: Any) -> Any:

@@ -31,7 +31,7 @@ import numpy as np
 import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from deepclust_jax import metrics, rundir
+from deepclust_jax import metrics, storage
 from deepclust_jax.engine import pretrained as pretrained_lib
 from deepclust_jax.engine.checkpoint import Checkpointer, abstract
 from deepclust_jax.engine.method import Data, FitPhase, Method, Params, SGDPhase, State
@@ -384,15 +384,14 @@ class _History:
     self.path = run_dir / "history.jsonl" if run_dir is not None else None
     self.records: list[dict[str, Any]] = []
     if self.path is not None and self.path.exists():
-      self.records = [json.loads(line) for line in self.path.read_text().splitlines()
-                      if line.strip()]
+      self.records = storage.read_jsonl(self.path, keys=("chunk", "global_epoch"))
 
   def truncate(self, chunk: int, done_epochs: int) -> None:
     """Forgets records of ``chunk`` past ``done_epochs`` (they will be rerun)."""
     self.records = [r for r in self.records
                     if r["chunk"] != chunk or r["global_epoch"] <= done_epochs]
     if self.path is not None:
-      rundir.write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+      storage.write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
 
   def append(self, record: dict[str, Any]) -> None:
     self.records.append(record)

@@ -8,7 +8,6 @@ name and renamed, so a crash leaves a whole file or none.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import zipfile
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from deepclust_jax import storage
 from deepclust_jax.errors import InputError
 
 DIRECTORY = "pretrained"
@@ -41,9 +41,7 @@ def save(run_dir: str | pathlib.Path, runs: Sequence[int], tree: Any) -> None:
   for i, run in enumerate(runs):
     target = path(run_dir, run)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp.npz")
-    np.savez(tmp, **{name: leaf[i] for name, leaf in leaves})
-    os.replace(tmp, target)
+    storage.save_npz(target, **{name: leaf[i] for name, leaf in leaves})
 
 
 def load(run_dir: str | pathlib.Path, runs: Sequence[int], like: Any) -> Any:
