@@ -151,7 +151,8 @@ def _predict(args: argparse.Namespace) -> None:
 def _plot(args: argparse.Namespace) -> None:
   from deepclust_jax import plots
   written, skipped = plots.plot_run(args.run_dir, data_dir=args.data_dir,
-                                    max_points=args.max_points, out=args.out)
+                                    max_points=args.max_points, out=args.out,
+                                    progress=sys.stderr.isatty())
   for path in written:
     print(f"wrote {path}")
   for name, why in skipped.items():

@@ -5,14 +5,21 @@ run directory with matplotlib's Agg backend (no display needed):
 
 * ``curves.png``: every loss term (top) and ACC/NMI/ARI on the scored epochs
   (bottom) per epoch, one panel per phase; lines are means over runs, bands
-  their range;
+  their range; a phase of one epoch (a fit) is drawn as markers with values;
 * ``map.png``: a 2-D t-SNE map (van der Maaten and Hinton, "Visualizing Data
   using t-SNE", JMLR 2008) of the codes if the method has them, else of the
-  inputs, on a subsample, coloured by predicted and by true label;
+  inputs, on a subsample, coloured by predicted and by true label; each
+  cluster takes the colour of the class the Hungarian matching gives it, so
+  agreement shows as the same colours side by side;
 * ``confusion.png``: classes x clusters, the clusters ordered by the Hungarian
   matching that ACC uses (Kuhn 1955), so a perfect clustering is diagonal;
-* ``centroids.png``: the decoded centroids as images, for image datasets and
-  methods that can decode (the AE-CM's Fig. 6 in Boubekki et al. 2021).
+* ``centroids.png``: the centroids in input space as images, for image
+  datasets and methods that have them (the CM's decoder weights, the AE-CM's
+  decoded centroids: Fig. 6 in Boubekki et al. 2021).
+
+Each figure is titled with the method, the dataset and the run shown; each
+``plot_*`` function returns its :class:`matplotlib.figure.Figure` after
+saving it, so that it can be inspected.
 """
 
 from __future__ import annotations
@@ -26,11 +33,14 @@ import matplotlib
 matplotlib.use("Agg")  # files only: works without a display
 
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.optimize import linear_sum_assignment  # noqa: E402
 from sklearn.decomposition import PCA  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
+import tqdm  # noqa: E402
 
 from deepclust_jax import data as data_lib  # noqa: E402
 from deepclust_jax import metrics, rundir  # noqa: E402
@@ -59,13 +69,27 @@ def _lines(ax: Any, series: Mapping[str, Mapping[int, list[float]]],
     values = np.array([by_epoch[e] for e in epochs], dtype=np.float64)
     label = (labels or {}).get(name, name)
     line, = ax.plot(epochs, values.mean(1), marker="o" if len(epochs) <= 20 else None,
-                    markersize=4, label=label)
+                    markersize=4 if len(epochs) > 1 else 8, label=label)
+    if len(epochs) == 1:  # a fit phase: its one value, written beside its marker
+      ax.annotate(f"{values.mean():.4g}", (epochs[0], values.mean()), xytext=(6, 0),
+                  textcoords="offset points", va="center", fontsize="small",
+                  color=line.get_color())
     if values.shape[1] > 1:
       ax.fill_between(epochs, values.min(1), values.max(1), alpha=0.2,
                       color=line.get_color())
 
 
-def plot_curves(history: Sequence[Mapping[str, Any]], path: str | pathlib.Path) -> None:
+def _save(fig: Figure, path: str | pathlib.Path, title: str) -> Figure:
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return fig
+
+
+def plot_curves(history: Sequence[Mapping[str, Any]], path: str | pathlib.Path,
+                title: str = "") -> Figure:
   """Loss terms (top row) and scores (bottom row) per epoch, one column per phase.
 
   Loss terms of very different sizes and signs share a panel on a symlog axis;
@@ -94,9 +118,7 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | pathlib.Path) 
       ax.xaxis.set_major_locator(MaxNLocator(integer=True))
       if len(epochs) == 1:  # a FitPhase: one tick, not a stretched axis around it
         ax.set_xticks(epochs)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  return _save(fig, path, title)
 
 
 def embed_2d(x: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -115,28 +137,56 @@ def embed_2d(x: np.ndarray, seed: int = 0) -> np.ndarray:
   return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
 
 
+def matched_colours(true: np.ndarray, predicted: np.ndarray) -> dict[int, int]:
+  """Colour index of every class and cluster: a cluster takes its matched class's.
+
+  Classes take the indices of their rank; a cluster the Hungarian matching
+  (the one ACC uses) leaves without a class takes the next free index.
+
+  Example:
+    >>> matched_colours(np.array([0, 0, 1, 1]), np.array([7, 7, 3, 5]))
+    {7: 0, 3: 1, 5: 2}
+  """
+  counts, clusters = matched_contingency(true, predicted)
+  colours = {int(c): j for j, c in enumerate(clusters[:min(len(clusters), counts.shape[0])])}
+  extra = iter(range(counts.shape[0], counts.shape[0] + len(clusters)))
+  return {int(c): colours[int(c)] if int(c) in colours else next(extra) for c in clusters}
+
+
 def plot_map(x: np.ndarray, predicted: np.ndarray, true: np.ndarray | None,
              path: str | pathlib.Path, *, max_points: int = 2000, seed: int = 0,
-             what: str = "inputs") -> None:
-  """The 2-D map of at most ``max_points`` rows of ``x``, by predicted and true label."""
+             what: str = "inputs", title: str = "") -> Figure:
+  """The 2-D map of at most ``max_points`` rows of ``x``, by predicted and true label.
+
+  With ``true``, each cluster is drawn in the colour of its matched class
+  (:func:`matched_colours`), and both panels have a legend.
+  """
   rng = np.random.default_rng(seed)
   keep = np.sort(rng.choice(len(x), min(len(x), max_points), replace=False))
   xy = embed_2d(x[keep], seed)
-  colourings = [("predicted cluster", predicted[keep])]
+  classes = np.unique(true) if true is not None else np.array([], int)
   if true is not None:
-    colourings.append(("true class", true[keep]))
-  fig, axes = plt.subplots(1, len(colourings), figsize=(6 * len(colourings), 5.5),
-                           squeeze=False)
-  for ax, (title, labels) in zip(axes[0], colourings):
-    cmap = "tab10" if labels.max() < 10 else "tab20"
-    ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap=cmap, s=6, vmin=0,
-               vmax=max(labels.max(), 1))
-    ax.set_title(f"{what} ({len(keep)} points), coloured by {title}")
+    colour_of = matched_colours(true, predicted)
+    matched = dict(zip(*matched_contingency(true, predicted)[1:], classes))
+  else:
+    colour_of, matched = {int(c): j for j, c in enumerate(np.unique(predicted))}, {}
+  palette = plt.get_cmap("tab10" if max(colour_of.values()) < 10 else "tab20")
+  panels = [("predicted cluster", predicted[keep], colour_of,
+             lambda c: f"cluster {c}" + (f" = class {matched[c]}" if c in matched else ""))]
+  if true is not None:
+    panels.append(("true class", true[keep], {int(c): j for j, c in enumerate(classes)},
+                   lambda c: f"class {c}"))
+  fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5.5), squeeze=False)
+  for ax, (name, labels, colours, describe) in zip(axes[0], panels):
+    ax.scatter(xy[:, 0], xy[:, 1], s=6,
+               c=[palette(colours[int(l)] % palette.N) for l in labels])
+    ax.legend(handles=[Line2D([], [], marker="o", linestyle="", color=palette(j % palette.N),
+                              label=describe(c)) for c, j in sorted(colours.items())],
+              fontsize="x-small", loc="center left", bbox_to_anchor=(1, 0.5))
+    ax.set_title(f"{what} ({len(keep)} points), coloured by {name}")
     ax.set_xticks([])
     ax.set_yticks([])
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  return _save(fig, path, title)
 
 
 def matched_contingency(y: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -158,7 +208,8 @@ def matched_contingency(y: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, 
   return counts[:, order], clusters[order]
 
 
-def plot_confusion(y: np.ndarray, labels: np.ndarray, path: str | pathlib.Path) -> None:
+def plot_confusion(y: np.ndarray, labels: np.ndarray, path: str | pathlib.Path,
+                   title: str = "") -> Figure:
   """The matched confusion matrix, counts written in the cells when it is small."""
   counts, clusters = matched_contingency(y, labels)
   fig, ax = plt.subplots(figsize=(1 + 0.5 * counts.shape[1], 1 + 0.5 * counts.shape[0]))
@@ -172,13 +223,11 @@ def plot_confusion(y: np.ndarray, labels: np.ndarray, path: str | pathlib.Path) 
   ax.set_xlabel("cluster (ordered by the Hungarian matching)")
   ax.set_ylabel("class")
   ax.set_title(f"ACC {100 * metrics.acc(y, labels):.1f}")
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  return _save(fig, path, title)
 
 
 def plot_centroids(centroids: np.ndarray, image_shape: Sequence[int],
-                   path: str | pathlib.Path) -> None:
+                   path: str | pathlib.Path, title: str = "") -> Figure:
   """The K centroids as images, each scaled to its own value range."""
   images = np.asarray(centroids).reshape(len(centroids), *image_shape)
   columns = min(len(images), 10)
@@ -191,13 +240,12 @@ def plot_centroids(centroids: np.ndarray, image_shape: Sequence[int],
       image = (image - image.min()) / max(np.ptp(image), 1e-12)
       ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
       ax.set_title(str(k), fontsize="small")
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  return _save(fig, path, title)
 
 
 def plot_run(run_dir: str | pathlib.Path, x: np.ndarray | None = None, *,
              data_dir: str | None = None, max_points: int = 2000, seed: int = 0,
+             progress: bool = False,
              out: str | pathlib.Path | None = None) -> tuple[list[pathlib.Path], dict[str, str]]:
   """Writes the PNGs of a finished run directory.
 
@@ -208,6 +256,7 @@ def plot_run(run_dir: str | pathlib.Path, x: np.ndarray | None = None, *,
     max_points: rows of the subsample drawn on the map.
     seed: of the subsample and of t-SNE.
     out: the folder of the PNGs (made if missing); None is ``run_dir``.
+    progress: show a progress bar over the pictures (on stderr).
 
   Returns:
     The files written, and the pictures skipped with the reason.
@@ -224,19 +273,25 @@ def plot_run(run_dir: str | pathlib.Path, x: np.ndarray | None = None, *,
     raise InputError(f"cannot write pictures to {out}: {e}") from None
   config = run.config
   written, skipped = [], {}
-  if run.history:
-    written.append(out / "curves.png")
-    plot_curves(run.history, written[-1])
-  else:
-    skipped["curves.png"] = "history.jsonl is empty"
+  bar = tqdm.tqdm(total=4, desc="curves.png", disable=not progress, leave=False)
   try:
     model, reason = run.model, ""
   except DeepclustError as e:  # e.g. a run made before models were saved
     model, reason = None, str(e)
   shown = model.run if model is not None else run.summary.get("selected", {}).get("run", 0)
+  title = f"{run.method} on {run.dataset}: run {shown} of {run.labels.shape[0]} ({run.path.name})"
+  if run.history:
+    written.append(out / "curves.png")
+    plot_curves(run.history, written[-1], f"{run.method} on {run.dataset}: "
+                f"{run.labels.shape[0]} run(s), mean and range ({run.path.name})")
+  else:
+    skipped["curves.png"] = "history.jsonl is empty"
+  bar.update()
+  bar.set_description("confusion.png")
   labels, y = run.labels[shown], run.y_true
   written.append(out / "confusion.png")
-  plot_confusion(y, labels, written[-1])
+  plot_confusion(y, labels, written[-1], title)
+  bar.update()
   if x is None:
     try:
       x = data_lib.load(config["dataset"], data_dir=data_dir).x
@@ -246,18 +301,24 @@ def plot_run(run_dir: str | pathlib.Path, x: np.ndarray | None = None, *,
     skipped["map.png"] = (f"data of shape {np.shape(x)} is not the training data "
                           f"({config['num_samples']} x {config['num_features']})")
   elif x is not None:
+    bar.set_description(f"map.png (t-SNE of {min(len(x), max_points)} points)")
     codes = model is not None and model.has_codes
     written.append(out / "map.png")
     plot_map(model.transform(x) if codes else np.asarray(x), labels, y, written[-1],
-             max_points=max_points, seed=seed, what="codes" if codes else "inputs")
+             max_points=max_points, seed=seed, what="codes" if codes else "inputs",
+             title=title)
+  bar.update()
+  bar.set_description("centroids.png")
   shape = config["sample_shape"]
   if model is None:
     skipped["centroids.png"] = reason
   elif len(shape) != 3:
     skipped["centroids.png"] = "not an image dataset"
   elif model.built.decoded_centroids is None:
-    skipped["centroids.png"] = f"{model.method} has no decoded centroids"
+    skipped["centroids.png"] = f"{model.method} has no centroids in input space"
   else:
     written.append(out / "centroids.png")
-    plot_centroids(model.decoded_centroids(), shape, written[-1])
+    plot_centroids(model.decoded_centroids(), shape, written[-1], title)
+  bar.update()
+  bar.close()
   return written, skipped

@@ -104,8 +104,44 @@ def test_curves_merge_chunks_of_runs(tmp_path):
   assert phases["a"]["terms"]["loss"] == {1: [1.0, 2.0], 2: [2.0, 3.0]}
   assert phases["a"]["metrics"]["acc"] == {2: [0.5, 0.5]}
   assert phases["b"]["metrics"] == {}
-  plots.plot_curves(history, tmp_path / "curves.png")
+  fig = plots.plot_curves(history, tmp_path / "curves.png", "cm on iris")
   assert_png(tmp_path / "curves.png")
+  assert fig._suptitle.get_text() == "cm on iris"
+  # Phase "b" has one epoch: its value is written beside its marker (mean of 3 and 4).
+  texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+  assert "3.5" in texts
+
+
+def test_map_draws_each_cluster_in_its_matched_class_colour(tmp_path):
+  rng = np.random.default_rng(0)
+  y = np.repeat(np.arange(3), 20)
+  x = rng.normal(size=(60, 5)) + 4 * y[:, None]
+  predicted = np.array([7, 2, 5])[y]  # the right partition under other names
+  predicted[0] = 9  # one stray cluster, matched to no class
+  fig = plots.plot_map(x, predicted, y, tmp_path / "map.png", title="t")
+  left, right = (ax.collections[0].get_facecolors() for ax in fig.axes[:2])
+  agree = (left == right).all(1)
+  assert agree.sum() == 59 and not agree[0]
+  labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+  assert labels == ["cluster 2 = class 1", "cluster 5 = class 2", "cluster 7 = class 0",
+                    "cluster 9"]
+  assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == [
+      "class 0", "class 1", "class 2"]
+
+
+def test_cm_centroids_are_drawn_and_every_figure_titled(tmp_path, monkeypatch):
+  ds = tiny_images()
+  out = tmp_path / "cm"
+  pipeline.fit("cm", ds, overrides={"epochs": 2}, out=out, options={"progress": False})
+  titles = []
+  save = plots._save
+  monkeypatch.setattr(plots, "_save",
+                      lambda fig, path, title: titles.append(title) or save(fig, path, title))
+  written, skipped = plots.plot_run(out, ds.x, max_points=50)
+  assert [p.name for p in written] == ["curves.png", "confusion.png", "map.png",
+                                       "centroids.png"], skipped
+  assert all(t.startswith("cm on tiny_images") and t.endswith("(cm)") for t in titles)
+  assert "run 0 of 1" in titles[1]
 
 
 def test_doctests():

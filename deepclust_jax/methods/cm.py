@@ -122,8 +122,12 @@ def build(config: CMConfig, shape: tuple[int, ...]) -> Method:
   train = SGDPhase("train", (Update(stateless(loss), tx),), config.epochs,
                    config.batch_size, average=config.average,
                    stop_below=config.tol or None)
+  def decoded_centroids(params, state):
+    del state
+    return centroids(params)  # the decoder's weights are the centroids, in input space
+
   return Method("cm", config.num_clusters, init, (train,), predict, criteria,
-                select_by="l_sp")
+                select_by="l_sp", decoded_centroids=decoded_centroids)
 
 
 # Passes over a small table at most; measured in experiments/results/scaled_defaults.md.
