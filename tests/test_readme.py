@@ -18,6 +18,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -33,6 +34,7 @@ SMALL = [  # (README text, what runs instead)
     ("--out runs/aecm-digits --quiet", "--out runs/aecm-digits --quiet" + SMALL_AECM),
     ("--out runs/aecm-digits-5 --quiet", "--out runs/aecm-digits-5 --quiet" + SMALL_AECM),
     ('**paper.AECM["digits"]', '**{**paper.AECM["digits"], "epochs": 2, "pretrain_epochs": 2}'),
+    ("deepclust plot runs/aecm-digits\n", "deepclust plot runs/aecm-digits --max-points 300\n"),
     ('pipeline.fit("aecm", "digits", options={"mesh": mesh})',
      'pipeline.fit("aecm", "digits", epochs=2, overrides={"pretrain_epochs": 2}, '
      'options={"mesh": mesh, "progress": False})'),
@@ -52,13 +54,17 @@ def test_every_readme_block_runs(tmp_path):
   for old, _ in SMALL:
     assert old in text, f"README no longer has {old!r}: update SMALL"
   np.save(tmp_path / "new.npy", np.random.default_rng(0).uniform(0, 1, (7, 64)))
-  env = {**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}"}
+  # The commands share one compilation cache, as a user's repeated commands do.
+  env = {**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}",
+         "DEEPCLUST_COMPILATION_CACHE": str(tmp_path / "jax-cache")}
   for lang, block in code:
     for old, new in SMALL:
       block = block.replace(old, new)
     command = ["bash", "-e", "-c", block] if lang == "bash" else [sys.executable, "-c", block]
+    tic = time.perf_counter()
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)
+    print(f"{time.perf_counter() - tic:.1f} s: {block.splitlines()[0]}")
     assert done.returncode == 0, f"README block failed:\n{block}\n{done.stderr[-3000:]}"
   assert (tmp_path / "predictions" / "labels.npy").exists()
   assert np.load(tmp_path / "predictions" / "labels.npy").shape == (7,)
