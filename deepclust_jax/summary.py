@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
 SCORES = ("acc", "nmi", "ari")
 
@@ -59,6 +58,7 @@ def summarize(scores: Sequence[Mapping[str, float]] | None, selected: int | None
                            **{k: float(table[k][selected]) for k in SCORES}}
     kept = np.setdiff1d(np.arange(len(scores)), np.asarray(collapsed, int))
     if criterion is not None and len(kept) >= 3:
+      import scipy.stats  # here: importing it costs half a second of every command's start
       rho = scipy.stats.spearmanr(-np.asarray(criterion, float)[kept], table["acc"][kept])[0]
       summary["selected"]["spearman_acc"] = None if np.isnan(rho) else float(rho)
   return summary
