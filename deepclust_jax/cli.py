@@ -6,6 +6,7 @@
                   [--init r|p] [--out DIR] [--data-dir D] [--set key=value ...]
                   [--resume] [--shared-order] [--run-devices N] [--eval-every N]
                   [--pretrained RUN_DIR] [--overwrite]
+                  [--coordinator HOST:PORT --num-processes N --process-id I]
     deepclust evaluate RUN_DIR
     deepclust predict RUN_DIR (--dataset NAME [--data-dir D] | --input FILE [--array NAME])
                       [--out DIR]
@@ -19,6 +20,7 @@ print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -64,8 +66,14 @@ def _methods(args: argparse.Namespace) -> None:
 
 def _fit(args: argparse.Namespace) -> None:
   from deepclust_jax import engine, methods, pipeline, summary
+  from deepclust_jax.errors import InputError
   # First, while JAX has not started: on a CPU this asks for one device per share.
   mesh = engine.runs_mesh(args.run_devices) if args.run_devices > 1 else None
+  if args.num_processes > 1:
+    if mesh is not None or args.coordinator is None:
+      raise InputError("--num-processes > 1 needs --coordinator HOST:PORT, and cannot be "
+                       "combined with --run-devices")
+    mesh = engine.join_processes(args.coordinator, args.num_processes, args.process_id)
   out = args.out or pipeline.default_run_dir(args.method, args.dataset)
   overrides = methods.parse_overrides(args.set)
   if args.init is not None:
@@ -226,6 +234,16 @@ def parser() -> argparse.ArgumentParser:
   f.add_argument("--run-devices", type=_positive, default=1,
                  help="split the runs over N devices (on a CPU: N CPU devices, one per "
                       "core); --runs must be a multiple of N")
+  f.add_argument("--coordinator", metavar="HOST:PORT",
+                 default=os.environ.get("JAX_COORDINATOR_ADDRESS"),
+                 help="train data-parallel over several processes (hosts): process 0's "
+                      "address, the same for all (default $JAX_COORDINATOR_ADDRESS)")
+  f.add_argument("--num-processes", type=_positive,
+                 default=int(os.environ.get("JAX_NUM_PROCESSES", 1)),
+                 help="processes in the training (default $JAX_NUM_PROCESSES, else 1)")
+  f.add_argument("--process-id", type=int, default=int(os.environ.get("JAX_PROCESS_ID", 0)),
+                 help="this process's index, 0 to N-1; process 0 writes the run "
+                      "directory (default $JAX_PROCESS_ID, else 0)")
   f.add_argument("--eval-every", type=_positive, default=10,
                  help="score every N epochs (and at the end of each phase)")
   f.add_argument("--checkpoint-every", type=_positive, default=10)

@@ -20,7 +20,7 @@ import numpy as np
 
 from deepclust_jax import data as data_lib
 from deepclust_jax import methods, rundir
-from deepclust_jax.engine import Method, TrainOptions, TrainResult, budget, train
+from deepclust_jax.engine import Method, TrainOptions, TrainResult, budget, train, writes
 from deepclust_jax.errors import DeepclustError, InputError
 from deepclust_jax.model import Model
 from deepclust_jax.summary import format_summary, summarize, with_trained
@@ -135,8 +135,11 @@ def fit(
     except OSError as e:
       raise InputError(f"cannot create run directory {run_dir}: {e}") from e
   # One writer per run directory; the lock goes with the process, however it ends.
-  with rundir.lock(run_dir) if run_dir is not None else contextlib.nullcontext():
-    if run_dir is not None:
+  # Across processes (jax.distributed), process 0 is that writer; the others
+  # share only the checkpoints, which orbax writes collectively.
+  writer = writes(run_dir)
+  with rundir.lock(run_dir) if writer else contextlib.nullcontext():
+    if writer:
       if overwrite:
         rundir.clear(run_dir)
       _check_resumable(run_dir, resolved, resume)
@@ -147,7 +150,7 @@ def fit(
                                                  "dataset": ds.name},
                      pretrained=pretrained)
     except BaseException as e:  # NaN, an error, Ctrl-C: said to the next command
-      if run_dir is not None:
+      if writer:
         rundir.record_failure(run_dir, e)
       raise
     criterion = (np.asarray(result.terms[model.select_by])
@@ -161,7 +164,7 @@ def fit(
     if pretrained is not None:
       summary["pretrained"] = resolved["pretrained"]
     trained = Model.from_result(method, config, ds.sample_shape, result)
-    if run_dir is not None:
+    if writer:
       metrics = [{"run": r, "seed": seed, "key": f"fold_in(key({seed}), {r})",
                   **(result.metrics[r] if result.metrics else {}),
                   "terms": {k: float(v[r]) for k, v in result.terms.items()},

@@ -167,6 +167,27 @@ def runs_mesh(num_devices: int) -> Mesh:
   return Mesh(np.array(devices[:num_devices]), ("runs",))
 
 
+def join_processes(coordinator: str, num_processes: int, process_id: int) -> Mesh:
+  """Joins a training of ``num_processes`` processes; returns the ``data`` mesh of all
+  their devices (``TrainOptions.mesh``).
+
+  Every process calls it first, with the same ``coordinator`` (``host:port``,
+  served by process 0) and its own ``process_id``; the batch is then split
+  over every device of every process, and XLA all-reduces the gradients
+  between them (over Gloo on CPUs). Each process holds the whole data set.
+
+  Raises:
+    ConfigError: a layout that cannot be right (the message names it).
+  """
+  if not 0 <= process_id < num_processes:
+    raise ConfigError(f"process id {process_id} is not in 0..{num_processes - 1}")
+  if ":" not in coordinator:
+    raise ConfigError(f"coordinator {coordinator!r} must be HOST:PORT")
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator, num_processes=num_processes, process_id=process_id)
+  return Mesh(np.array(jax.devices()), ("data",))
+
+
 def run_keys(seed: int, runs: Sequence[int]) -> jax.Array:
   base = jax.random.key(seed)
   return jnp.stack([jax.random.fold_in(base, r) for r in runs])
@@ -227,6 +248,26 @@ def _same_structure(before: Any, after: Any) -> str | None:
       return (f"leaf {jax.tree_util.keystr(path)} becomes {b.dtype}{list(b.shape)} "
               f"instead of {a.dtype}{list(a.shape)}")
   return None
+
+
+def writes(run_dir: pathlib.Path | None) -> bool:
+  """Whether this process writes ``run_dir``'s files: process 0 of a distributed run."""
+  return run_dir is not None and jax.process_index() == 0
+
+
+def place(tree: Any, sharding: NamedSharding | None) -> Any:
+  """``tree`` on ``sharding``'s devices; also across processes (``jax.distributed``),
+  where each process holds the same host values and keeps its own shards."""
+  if sharding is None or sharding.is_fully_addressable:
+    return jax.device_put(tree, sharding)
+
+  def one(a: Any) -> jax.Array:
+    if jax.dtypes.issubdtype(getattr(a, "dtype", None), jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(one(jax.random.key_data(a)),
+                                      impl=jax.random.key_impl(a))
+    value = np.asarray(a)
+    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+  return jax.tree.map(one, tree)
 
 
 class Compiled:
@@ -464,11 +505,12 @@ def train(
   if any(len(chunk) % compiled.run_devices for chunk in chunks):
     raise ConfigError(f"{options.runs} runs in chunks of {size} cannot be split evenly over "
                       f"the mesh's {compiled.run_devices} 'runs' devices")
-  data_dev = jax.device_put({k: jnp.asarray(v) for k, v in data.items()},
-                            compiled.replicated)
+  data_dev = place({k: np.asarray(v) for k, v in data.items()}, compiled.replicated)
   y_dev = jnp.asarray(y) if y is not None else None
   check_phases(method, data_dev, run_keys(options.seed, [0])[0])
-  history = _History(run_dir)
+  # Across processes (jax.distributed) every process trains and checkpoints
+  # (orbax writes collectively); process 0 alone writes the other files.
+  history = _History(run_dir if jax.process_index() == 0 else None)
   fingerprint = {**(fingerprint or {}), "method": method.name, "seed": options.seed,
                  "shared_order": options.shared_order,
                  "data_shape": {k: list(np.shape(v)) for k, v in data.items()}}
@@ -589,11 +631,11 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
       start_phase = method.pretrain_phases
       skipped = sum(phase.num_epochs for phase in method.phases[:start_phase])
       bar.update(skipped)
-      if run_dir is not None:  # the run directory keeps the autoencoder it started from
+      if writes(run_dir):  # the run directory keeps the autoencoder it started from
         pretrained_lib.save(run_dir, chunk, params[group])
   if compiled.per_run is not None:
-    params, state, opt_states, keys = jax.device_put((params, state, opt_states, keys),
-                                                     compiled.per_run)
+    params, state, opt_states, keys = place((params, state, opt_states, keys),
+                                            compiled.per_run)
   history.truncate(c, done)
   bar.update(done)
   # A resumed chunk reports the terms of its last finished epoch, even if no
@@ -646,7 +688,7 @@ def _train_chunk(compiled: Compiled, data: Data, y: jax.Array | None,
         active = _active_after([record], phase, len(chunk))
       phase_end = e + 1 == phase.num_epochs
       # Saved before the phase-end checkpoint, so a resumed run always has it.
-      if phase_end and run_dir is not None and p + 1 == method.pretrain_phases:
+      if phase_end and writes(run_dir) and p + 1 == method.pretrain_phases:
         pretrained_lib.save(run_dir, chunk, params[method.autoencoder])
       scoring = done % options.eval_every == 0 or phase_end
       if scoring and compiled.diagnostics is not None:
