@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from deepclust_jax import data as data_lib
-from deepclust_jax import methods, rundir
+from deepclust_jax import methods, rundir, storage
 from deepclust_jax.engine import Method, TrainOptions, TrainResult, budget, train, writes
 from deepclust_jax.errors import DeepclustError, InputError
 from deepclust_jax.model import Model
@@ -143,7 +143,7 @@ def fit(
       if overwrite:
         rundir.clear(run_dir)
       _check_resumable(run_dir, resolved, resume)
-      rundir.write_text(run_dir / "config.json", json.dumps(resolved, indent=2) + "\n")
+      storage.write_text(run_dir / "config.json", json.dumps(resolved, indent=2) + "\n")
     try:
       result = train(model, ds.x, ds.y, options=train_options, run_dir=run_dir,
                      resume=resume, fingerprint={"config": resolved["config"],

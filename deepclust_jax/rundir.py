@@ -71,8 +71,8 @@ def read_config(run_dir: str | pathlib.Path) -> dict[str, Any]:
   """The ``config.json`` of a run directory, with its required keys."""
   path = pathlib.Path(run_dir) / CONFIG_FILE
   config = read_json(path)
-  missing = [k for k in ("method", "dataset", "config", "runs", "seed") if not isinstance(config, dict)
-             or k not in config]
+  missing = [k for k in ("method", "dataset", "config", "runs", "seed")
+             if not isinstance(config, dict) or k not in config]
   if missing:
     raise ModelError(f"{path} lacks {', '.join(missing)}")
   return config

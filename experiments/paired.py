@@ -35,8 +35,9 @@ def run_directory(name: str, label: str, runs: int, epochs) -> pathlib.Path:
 
 def final_scores(run_dir: pathlib.Path) -> dict[str, np.ndarray]:
   """Per run: the final ACC, and k-means' ACC on the final codes where it was scored."""
-  acc = np.array([m["acc"] for m in rundir.read_jsonl(run_dir / "metrics.jsonl", ("acc",))])
-  scored = [r for r in rundir.read_jsonl(run_dir / "history.jsonl") if "metrics" in r]
+  run = rundir.read(run_dir)
+  acc = np.array([m["acc"] for m in run.metrics])
+  scored = [r for r in run.history if "metrics" in r]
   out = {"acc": acc}
   if scored and "kmeans_acc" in scored[-1]["metrics"]:
     out["kmeans_acc"] = np.asarray(scored[-1]["metrics"]["kmeans_acc"])
