@@ -21,7 +21,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 README = pathlib.Path(__file__).parent.parent / "README.md"
 BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.S | re.M)
