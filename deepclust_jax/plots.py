@@ -121,18 +121,35 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | pathlib.Path,
   return _save(fig, path, title)
 
 
+def embedding_steps(shape: Sequence[int]) -> list[str]:
+  """What :func:`embed_2d` does to rows of ``shape`` (n, d), in words.
+
+  Example:
+    >>> embedding_steps((40, 64)), embedding_steps((500, 64)), embedding_steps((9, 2))
+    (['PCA to 40 dimensions', 't-SNE'], ['PCA to 50 dimensions', 't-SNE'], [])
+  """
+  n, d = shape
+  if d <= 2:
+    return []
+  dims = min(50, n)  # the usual speed-up; t-SNE's neighbours barely change
+  return [f"PCA to {dims} dimensions"] * (d > dims) + ["t-SNE"]
+
+
 def embed_2d(x: np.ndarray, seed: int = 0) -> np.ndarray:
-  """2-D t-SNE of the rows of ``x`` (PCA to 50 dimensions first); 2-D input is kept.
+  """2-D t-SNE of the rows of ``x`` (PCA to at most 50 dimensions first); 2-D input is kept.
 
   Example:
     >>> embed_2d(np.random.default_rng(0).normal(size=(40, 5))).shape
     (40, 2)
+    >>> embed_2d(np.random.default_rng(0).normal(size=(30, 60))).shape
+    (30, 2)
   """
   x = np.asarray(x, dtype=np.float64)
   if x.shape[1] <= 2:
     return x
-  if x.shape[1] > 50:  # the usual speed-up; t-SNE's neighbours barely change
-    x = PCA(50, random_state=seed).fit_transform(x)
+  dims = min(50, x.shape[0])
+  if x.shape[1] > dims:
+    x = PCA(dims, random_state=seed).fit_transform(x)
   perplexity = min(30.0, (x.shape[0] - 1) / 3)
   return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
 
@@ -164,6 +181,7 @@ def plot_map(x: np.ndarray, predicted: np.ndarray, true: np.ndarray | None,
   rng = np.random.default_rng(seed)
   keep = np.sort(rng.choice(len(x), min(len(x), max_points), replace=False))
   xy = embed_2d(x[keep], seed)
+  how = ", ".join([f"{len(keep)} of {len(x)} points", *embedding_steps(x[keep].shape)])
   classes = np.unique(true) if true is not None else np.array([], int)
   if true is not None:
     colour_of = matched_colours(true, predicted)
@@ -183,7 +201,7 @@ def plot_map(x: np.ndarray, predicted: np.ndarray, true: np.ndarray | None,
     ax.legend(handles=[Line2D([], [], marker="o", linestyle="", color=palette(j % palette.N),
                               label=describe(c)) for c, j in sorted(colours.items())],
               fontsize="x-small", loc="center left", bbox_to_anchor=(1, 0.5))
-    ax.set_title(f"{what} ({len(keep)} points), coloured by {name}")
+    ax.set_title(f"{what}: {how}, coloured by {name}", fontsize="medium")
     ax.set_xticks([])
     ax.set_yticks([])
   return _save(fig, path, title)

@@ -127,6 +127,11 @@ def test_map_draws_each_cluster_in_its_matched_class_colour(tmp_path):
                     "cluster 9"]
   assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == [
       "class 0", "class 1", "class 2"]
+  assert fig.axes[1].get_title() == "inputs: 60 of 60 points, t-SNE, coloured by true class"
+  # Fewer points than PCA's 50 dimensions: it keeps as many as there are points.
+  wide = plots.plot_map(rng.normal(size=(60, 80)), predicted, y, tmp_path / "w.png",
+                        max_points=30)
+  assert "30 of 60 points, PCA to 30 dimensions, t-SNE" in wide.axes[0].get_title()
 
 
 def test_cm_centroids_are_drawn_and_every_figure_titled(tmp_path, monkeypatch):
