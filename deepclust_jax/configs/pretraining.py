@@ -25,6 +25,26 @@ DEC = {"recipe": "dec", "pretrain_epochs": 300, "pretrain_batch_size": 256,
 SDAE = {"recipe": "sdae", "pretrain_batch_size": 256, "pretrain_lr": 0.1,
         "pretrain_momentum": 0.9}
 
+RECIPES = {"adam": ADAM, "dec": DEC, "sdae": SDAE}
+# What a recipe brings when a command names it (``--set recipe=adam``):
+# its optimiser's settings, unless the command sets them too. Epochs and
+# batch sizes stay the preset's.
+OPTIMISER_KEYS = ("pretrain_lr", "pretrain_momentum", "pretrain_decay_epochs")
+
+
+def recipe_settings(overrides: Mapping[str, Any]) -> dict[str, Any]:
+  """The optimiser settings of the recipe ``overrides`` names, minus those it sets.
+
+  Example:
+    >>> recipe_settings({"recipe": "adam"})
+    {'pretrain_lr': 0.001, 'pretrain_decay_epochs': 0}
+    >>> recipe_settings({"recipe": "dec", "pretrain_lr": 0.1})
+    {'pretrain_momentum': 0.9, 'pretrain_decay_epochs': 0}
+  """
+  recipe = RECIPES.get(overrides.get("recipe"), {})
+  return {k: recipe[k] for k in OPTIMISER_KEYS if k in recipe and k not in overrides}
+
+
 # Measured (experiments/results/pretraining.md); a dataset not here keeps
 # each method's own pretraining defaults.
 BEST: dict[str, dict[str, Any]] = {

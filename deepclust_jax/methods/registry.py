@@ -17,6 +17,7 @@ import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from deepclust_jax.configs import pretraining as pretraining_configs
 from deepclust_jax.engine import Method, SGDPhase
 from deepclust_jax.errors import ConfigError, unknown
 
@@ -142,6 +143,8 @@ def resolve(name: str, *, dataset: str | None = None, num_classes: int | None = 
     if key not in hints:
       raise unknown(f"{name} config key", key, hints)
     values[key] = value
+  # A recipe named by the command brings its optimiser (Adam's rate, not DEC's 1.0).
+  values |= pretraining_configs.recipe_settings(overrides or {})
   values = {k: _coerce(v, hints[k], k) for k, v in values.items()}
   if not values.get("num_clusters") and num_classes:
     values["num_clusters"] = num_classes

@@ -1,8 +1,9 @@
 """Table 1 of the DGG supplement (Yang et al. 2019): VaDE and DGG on MNIST, N_s = 1, 3, 10, 20.
 
-Each dataset has one start row (``VAE <dataset>``: the VAE pretrained by the
-dataset's best recipe, DEC's 300 SGD epochs on MNIST, then the mixture start
-and no joint epoch), and every VaDE and DGG row of that dataset starts from
+Each dataset has one start row (``VAE <dataset>``: the VAE pretrained by
+the presets' recipe, 50 Adam epochs (DEC's SGD at rate 1 kills the Bernoulli
+decoder: docs/methods.md, "Which recipe each preset uses"), then the mixture
+start and no joint epoch), and every VaDE and DGG row of that dataset starts from
 its pretrained autoencoders (``pretrained``): run r of every row shares run
 r's pretraining, so VaDE and DGG are compared on the same starts and the CPU
 pays for pretraining once per dataset and seed. Then the method's own
