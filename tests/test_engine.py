@@ -562,6 +562,7 @@ def test_selection_skips_collapsed_runs():
   assert engine.select_run(np.array([5.0, 0.0]), [0, 1]) == 1
 
 
+@pytest.mark.slow  # about a minute; the resume and vmap tests guard the engine in CI
 def test_cm_and_aecm_parameters_pinned_to_values_before_engine_v2():
   """Recorded from main at bb5fa5d (engine v1): iris, 2 runs, seed 3, float32."""
   from deepclust_jax import data, methods

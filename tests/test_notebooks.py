@@ -62,7 +62,12 @@ def execute(path: pathlib.Path, kernel_dir: pathlib.Path, timeout: float) -> Non
   client.execute()
 
 
-@pytest.mark.parametrize("name", sorted(BUDGET_S))
+# A minute each beside a training job: run by ``pytest -m slow``, to keep CI's suite short.
+SLOW = {"dgg_graph.ipynb", "nmm_em_2d.ipynb"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in sorted(BUDGET_S)])
 def test_notebook_runs_in_small_mode(name, kernel_dir, monkeypatch):
   path = NOTEBOOKS / name
   assert path.exists(), f"{path} is missing"
