@@ -304,5 +304,9 @@ def test_naming_a_recipe_brings_its_optimiser():
   assert resolve() == ("dec", 1.0, 300)
   assert resolve(recipe="adam") == ("adam", 1e-3, 300)  # the preset's epochs stay
   assert resolve(recipe="adam", pretrain_lr=0.01) == ("adam", 0.01, 300)
+  # Naming the preset's own recipe keeps the preset's settings (AE-CM's own SGD rate).
+  aecm = methods.resolve("aecm", dataset="mnist", num_classes=10)
+  assert methods.resolve("aecm", dataset="mnist", num_classes=10,
+                         overrides={"recipe": aecm.recipe}).pretrain_lr == aecm.pretrain_lr
   dec = methods.resolve("vade", dataset="digits", num_classes=10, overrides={"recipe": "dec"})
   assert (dec.pretrain_lr, dec.pretrain_momentum) == (1.0, 0.9)

@@ -510,7 +510,7 @@ def train(
   check_phases(method, data_dev, run_keys(options.seed, [0])[0])
   # Across processes (jax.distributed) every process trains and checkpoints
   # (orbax writes collectively); process 0 alone writes the other files.
-  history = _History(run_dir if jax.process_index() == 0 else None)
+  history = _History(run_dir if writes(run_dir) else None)
   fingerprint = {**(fingerprint or {}), "method": method.name, "seed": options.seed,
                  "shared_order": options.shared_order,
                  "data_shape": {k: list(np.shape(v)) for k, v in data.items()}}

@@ -143,8 +143,11 @@ def resolve(name: str, *, dataset: str | None = None, num_classes: int | None = 
     if key not in hints:
       raise unknown(f"{name} config key", key, hints)
     values[key] = value
-  # A recipe named by the command brings its optimiser (Adam's rate, not DEC's 1.0).
-  values |= pretraining_configs.recipe_settings(overrides or {})
+  # A recipe the command switches to brings its optimiser (Adam's rate, not
+  # DEC's 1.0); naming the preset's own recipe keeps the preset's settings.
+  own_recipe = (preset or {}).get("recipe", getattr(spec.config, "recipe", None))
+  if (overrides or {}).get("recipe", own_recipe) != own_recipe:
+    values |= pretraining_configs.recipe_settings(overrides)
   values = {k: _coerce(v, hints[k], k) for k, v in values.items()}
   if not values.get("num_clusters") and num_classes:
     values["num_clusters"] = num_classes
