@@ -72,6 +72,8 @@ def test_mnist_all(shared):
   _check(ds, 70_000, 784, 10)
   assert ds.image_shape == (28, 28, 1)
   assert ds.x.min() == 0.0 and ds.x.max() == 1.0
+
+
   assert np.bincount(ds.y).tolist() == MNIST_COUNTS
 
 
@@ -492,6 +494,15 @@ def test_digits():
   _check(ds, 1797, 64, 10)
   assert ds.image_shape == (8, 8, 1)
   assert ds.x.min() == 0.0 and ds.x.max() == 1.0
+
+
+def test_digits_read_from_the_wheel_equal_scikit_learns():
+  from sklearn.datasets import load_digits
+
+  x, y = load_digits(return_X_y=True)
+  ds = data.load("digits")
+  np.testing.assert_array_equal(ds.x, (x / 16.0).astype(np.float32))
+  np.testing.assert_array_equal(ds.y, y)
 
 
 @pytest.mark.parametrize("name,n,k", [("five_gaussians", 2000, 5), ("moons", 500, 2),
