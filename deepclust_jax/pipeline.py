@@ -21,6 +21,7 @@ import numpy as np
 from deepclust_jax import data as data_lib
 from deepclust_jax import methods, rundir, storage
 from deepclust_jax.engine import Method, TrainOptions, TrainResult, budget, train, writes
+from deepclust_jax.engine import pretrained as pretrained_lib
 from deepclust_jax.errors import DeepclustError, InputError
 from deepclust_jax.model import Model
 from deepclust_jax.summary import format_summary, summarize, with_trained
@@ -79,8 +80,9 @@ def fit(
     options: extra :class:`~deepclust_jax.engine.TrainOptions` fields
       (chunk_runs, shared_order, checkpoint_every, eval_every, progress, mesh).
     pretrained: a run directory of an autoencoder method on the same data
-      whose pretrained autoencoders (run r for run r) replace this method's
-      pretraining; refused unless its dataset, data and network agree.
+      whose pretrained autoencoders (run r for run r; a source of one run
+      for every run) replace this method's pretraining; refused unless its
+      dataset, data and network agree.
     overwrite: replace whatever run ``out`` holds (finished, failed or another
       config's) by this one.
     download: fetch a missing dataset (``data.load(..., download=True)``).
@@ -210,12 +212,18 @@ def check_pretrained(source: str | pathlib.Path, model: Method, *, method: str, 
     if ours[key] is not None and saved.get(key) != ours[key]:
       raise InputError(f"--pretrained {source}: its {what} differs from this run's "
                        f"(it has {saved.get(key)}, this run {ours[key]})")
-  if saved["runs"] < runs:
-    raise InputError(f"--pretrained {source}: it has {saved['runs']} run(s), this run "
-                     f"needs {runs}")
+  if 1 < saved["runs"] < runs:
+    raise InputError(f"--pretrained {source}: it has {saved['runs']} runs, this run "
+                     f"needs {runs} (or a source of one run, which every run shares)")
+  missing = sorted(set(range(saved["runs"])) - set(pretrained_lib.saved_runs(source)))
+  if missing:
+    raise InputError(f"--pretrained {source}: it holds no autoencoder of run(s) "
+                     f"{', '.join(map(str, missing))} (its pretraining did not finish, "
+                     "or the files were removed)")
   config = saved["config"]
   return {"run_dir": str(source), "method": saved["method"], "seed": saved["seed"],
-          "recipe": config.get("recipe"), "pretrain_epochs": config.get("pretrain_epochs")}
+          "recipe": config.get("recipe"), "pretrain_epochs": config.get("pretrain_epochs"),
+          **({"shared": True} if saved["runs"] == 1 and runs > 1 else {})}
 
 
 def _check_resumable(run_dir: pathlib.Path, resolved: dict, resume: bool) -> None:

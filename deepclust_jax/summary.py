@@ -90,7 +90,9 @@ def format_summary(summary: Mapping[str, Any], title: str = "") -> str:
     source = summary["pretrained"]
     budget += (f"\nStarted from the pretrained autoencoders of {source['run_dir']} "
                f"({source['method']}, recipe {source['recipe']}, "
-               f"{source['pretrain_epochs']} epochs, seed {source['seed']}).\n")
+               f"{source['pretrain_epochs']} epochs, seed {source['seed']}"
+               f"{'; its one autoencoder shared by every run' if source.get('shared') else ''})"
+               ".\n")
   if summary.get("cut_short"):
     budget += ("\nCut short by the time limit: scores are of the epochs trained "
                "(above); --resume continues from the last checkpoint.\n")

@@ -279,3 +279,21 @@ def test_beats_kmeans_on_digits(name):
       metrics.evaluate(ds.y, np.asarray(baselines.kmeans(jax.random.key(s), ds.x, 10).labels))
       ["acc"] for s in range(5)])
   assert report.summary["mean"]["acc"] > kmeans_acc + 0.01, (report.summary, kmeans_acc)
+
+
+def test_the_selection_criterion_is_the_training_objectives_estimate(tiny):
+  """``neg_elbo`` is the joint loss per point, with its sample z ~ q(z|x).
+
+  Decoding the posterior mean instead did not charge the reconstruction for
+  q's variance, and ranked untrained (wide) log-variance heads best.
+  """
+  method = build("vade", epochs=0)
+  from deepclust_jax.engine import TrainOptions, train
+  result = train(method, tiny.x, options=TrainOptions(progress=False))
+  params = jax.tree.map(lambda a: a[0], result.params)
+  x = jnp.asarray(tiny.x)
+  criterion = method.criteria(params, None, x, jnp.full((N, K), 1.0 / K))["neg_elbo"]
+  assert criterion.shape == (N,)
+  joint = method.phases[-1].updates[0].loss
+  loss, _ = joint(params, None, {"x": x[:, None]}, jax.random.key(vade.CRITERION_SEED))
+  np.testing.assert_allclose(float(jnp.mean(criterion)), float(loss), rtol=1e-5)

@@ -3,7 +3,9 @@
 ``pretrained/run_R.npz`` holds run R's autoencoder parameters (the method's
 ``Method.autoencoder`` group) as they were when its pretraining phases ended,
 one array per leaf, named by its path. Each file is written to a temporary
-name and renamed, so a crash leaves a whole file or none.
+name and renamed, so a crash leaves a whole file or none. A directory that
+holds a single one (``run_0.npz``) starts every run of a later one: its runs
+then share the autoencoder and differ from the mixture start on.
 """
 
 from __future__ import annotations
@@ -44,18 +46,27 @@ def save(run_dir: str | pathlib.Path, runs: Sequence[int], tree: Any) -> None:
     storage.save_npz(target, **{name: leaf[i] for name, leaf in leaves})
 
 
+def saved_runs(run_dir: str | pathlib.Path) -> list[int]:
+  """The runs whose autoencoder ``run_dir`` holds, in order."""
+  folder = pathlib.Path(run_dir) / DIRECTORY
+  names = (f.stem.removeprefix("run_") for f in folder.glob("run_*.npz"))
+  return sorted(int(name) for name in names if name.isdigit())
+
+
 def load(run_dir: str | pathlib.Path, runs: Sequence[int], like: Any) -> Any:
   """Runs ``runs``'s saved trees, stacked, in the structure, shapes and dtypes of ``like``.
 
-  ``like`` is one run's tree (arrays or shape/dtype structs).
+  ``like`` is one run's tree (arrays or shape/dtype structs). Where
+  ``run_dir`` holds run 0's tree alone, every run gets it.
 
   Raises:
     InputError: a file is missing, unreadable, or holds other leaves or shapes.
   """
   expected = leaves_by_path(like)
+  shared = saved_runs(run_dir) == [0]
   per_run = []
   for run in runs:
-    file = path(run_dir, run)
+    file = path(run_dir, 0 if shared else run)
     if not file.exists():
       raise InputError(f"{run_dir} has no pretrained autoencoder for run {run} ({file} is "
                        "missing: its pretraining did not finish, or it has fewer runs)")

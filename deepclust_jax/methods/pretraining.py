@@ -25,6 +25,13 @@ Recipes (config key ``recipe``):
   ``corruption`` on each layer's input, ``layer_epochs`` each), then
   ``pretrain_epochs`` of end-to-end fine-tuning on the MSE.
 
+Recipes dec and sdae train DEC's network, whose output is linear. A decoder
+that emits Bernoulli logits (``AutoencoderSpec.logits``) has them trained as
+that linear reconstruction (the MSE of their sigmoid under SGD at rate 1
+leaves the autoencoder untrained), then ``pretrain_refit``: the decoder
+alone, ``refit_epochs`` of Adam at 1e-3 on the method's own loss, so the
+logits become the likelihood's while the codes, and so the mixture start, stay.
+
 Every pretraining phase is named ``pretrain*`` and trains only the
 ``AutoencoderSpec.group`` parameters; the engine saves that group when those
 phases end, so a later run can start from it (``--pretrained RUN_DIR``).
@@ -64,6 +71,8 @@ class PretrainConfig:
       phase; 0 keeps it constant.
     layer_epochs: sdae only, epochs of each layer-wise denoising autoencoder.
     corruption: sdae only, the dropout rate on each layer's input.
+    refit_epochs: dec and sdae with a logits decoder only, epochs of the
+      ``pretrain_refit`` phase (see the module docstring).
     mixture: the start on the codes: "kmeans" or a diagonal "gmm".
     mixture_space: fit the start on the pretrained "codes", or on the
       "inputs", each cluster's mean code and code variance then being its
@@ -85,6 +94,7 @@ class PretrainConfig:
   pretrain_decay_epochs: int = 0
   layer_epochs: int = 50
   corruption: float = 0.2
+  refit_epochs: int = 10
   mixture: Literal["kmeans", "gmm"] = "kmeans"
   mixture_space: Literal["codes", "inputs"] = "codes"
   kmeans_restarts: int = 10
@@ -92,8 +102,9 @@ class PretrainConfig:
 
   def validate_pretraining(self) -> None:
     """Range checks of the shared keys (each method's ``validate`` calls it)."""
-    require(min(self.pretrain_epochs, self.layer_epochs, self.pretrain_decay_epochs) >= 0,
-            "pretrain_epochs, layer_epochs and pretrain_decay_epochs must be >= 0")
+    require(min(self.pretrain_epochs, self.layer_epochs, self.pretrain_decay_epochs,
+                self.refit_epochs) >= 0,
+            "pretrain_epochs, layer_epochs, pretrain_decay_epochs and refit_epochs must be >= 0")
     require(self.pretrain_batch_size > 0,
             f"pretrain_batch_size={self.pretrain_batch_size} must be positive")
     require(self.pretrain_lr > 0, f"pretrain_lr={self.pretrain_lr} must be positive")
@@ -113,11 +124,12 @@ class AutoencoderSpec:
       raw output for inputs ``x`` (training mode with a key, evaluation mode
       with ``None``), and the state the forward pass leaves (BatchNorm).
     loss: ``loss(x, out) -> scalar``, the method's own reconstruction loss
-      (recipes adam and sgd).
-    mean: the reconstruction in input space from ``out`` (the sigmoid of
-      Bernoulli logits, else the identity); recipes dec and sdae take its MSE.
+      (recipes adam and sgd, and the refit).
+    logits: ``out`` is Bernoulli logits; recipes dec and sdae then train it
+      as a linear output and end with the decoder's refit (module docstring).
     output: the activation after the decoder's last dense layer, as sdae's
-      first denoising autoencoder applies it (the identity, or a sigmoid).
+      first denoising autoencoder applies it (the identity, or the sigmoid
+      of a network whose output is one).
     encoder_layers, decoder_layers: the dense layers' paths within the group,
       input to code and code to output, for sdae; empty where the
       autoencoder is no plain dense stack (sdae is then refused).
@@ -127,7 +139,7 @@ class AutoencoderSpec:
   group: str
   apply: Callable[[Params, State, jax.Array, jax.Array | None], tuple[jax.Array, State]]
   loss: Callable[[jax.Array, jax.Array], jax.Array]
-  mean: Callable[[jax.Array], jax.Array] = lambda out: out
+  logits: bool = False
   output: Callable[[jax.Array], jax.Array] = lambda out: out
   encoder_layers: tuple[Path, ...] = ()
   decoder_layers: tuple[Path, ...] = ()
@@ -220,6 +232,9 @@ def phases(spec: AutoencoderSpec, config: PretrainConfig) -> tuple[Phase, ...]:
     ['pretrain_layer_1', 'pretrain_layer_2', 'pretrain']
     >>> [p.name for p in phases(spec, PretrainConfig(pretrain_epochs=0))]
     []
+    >>> logits = dataclasses.replace(spec, logits=True)
+    >>> [p.name for p in phases(logits, PretrainConfig(recipe="dec"))]
+    ['pretrain', 'pretrain_refit']
   """
   own_loss = config.recipe in ("adam", "sgd")
   tx = _tx(spec, config)
@@ -227,7 +242,7 @@ def phases(spec: AutoencoderSpec, config: PretrainConfig) -> tuple[Phase, ...]:
   def end_to_end(params, state, batch, key):
     x = batch["x"]
     out, state = spec.apply(params, state, x, key)
-    value = spec.loss(x, out) if own_loss else mse(x, spec.mean(out))
+    value = spec.loss(x, out) if own_loss else mse(x, out)
     return value, ({"reconstruction": value}, state)
 
   out: tuple[Phase, ...] = ()
@@ -241,7 +256,33 @@ def phases(spec: AutoencoderSpec, config: PretrainConfig) -> tuple[Phase, ...]:
   if config.pretrain_epochs:
     out += (SGDPhase("pretrain", (Update(end_to_end, tx),), config.pretrain_epochs,
                      config.pretrain_batch_size),)
+  if spec.logits and not own_loss and config.refit_epochs:
+    require(bool(spec.decoder_layers), "a logits decoder's refit needs its layers' paths")
+    out += (SGDPhase("pretrain_refit", (Update(_refit_loss(spec), _refit_tx(spec)),),
+                     config.refit_epochs, config.pretrain_batch_size),)
   return out
+
+
+def _refit_loss(spec: AutoencoderSpec):
+  """The method's own loss with every parameter outside the decoder frozen."""
+
+  def in_decoder(path) -> bool:
+    names = tuple(getattr(k, "key", None) for k in path)
+    return any(names[:len(layer)] == layer for layer in spec.decoder_layers)
+
+  def loss(params, state, batch, key):
+    ae = jax.tree_util.tree_map_with_path(
+        lambda path, a: a if in_decoder(path) else jax.lax.stop_gradient(a), params[spec.group])
+    x = batch["x"]
+    out, state = spec.apply({**params, spec.group: ae}, state, x, key)
+    value = spec.loss(x, out)
+    return value, ({"reconstruction": value}, state)
+
+  return loss
+
+
+def _refit_tx(spec: AutoencoderSpec) -> Callable[[int], optax.GradientTransformation]:
+  return lambda steps_per_epoch: optimizer("adam", 1e-3, trainable={spec.group})
 
 
 def _layer_loss(spec: AutoencoderSpec, config: PretrainConfig, i: int):

@@ -34,8 +34,9 @@ The phases:
    (VaDE's ELBO with the prior ``pi`` when there are none), Adam decayed by a
    factor every few epochs down to ``lr_floor``.
 
-Runs are ranked by minus the VaDE ELBO (``neg_elbo``): a bound on
-``-log p(x)`` of the one generative model that both methods fit, so a label-free
+Runs are ranked by minus the VaDE ELBO (``neg_elbo``, one sample of
+``q(z|x)`` per point from a fixed key): a bound on ``-log p(x)`` of the one
+generative model that both methods fit, so a label-free
 choice; DGG's own objective needs each sample's neighbours, which the
 engine's row-wise criteria do not see.
 
@@ -64,6 +65,10 @@ from deepclust_jax.losses import vade as vade_losses
 from deepclust_jax.methods import pretraining, registry
 from deepclust_jax.methods.common import optimizer, require
 from deepclust_jax.models.vade import VAE, GammaHead, Siamese, mixture_params
+
+
+# The fixed key of the selection criterion's sample z ~ q(z|x).
+CRITERION_SEED = 0x5EED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,8 +242,7 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
   depth = len(config.hidden)
   spec = pretraining.AutoencoderSpec(
       "vae", autoencode, lambda x, out: -jnp.mean(reconstruction(x, out)),
-      mean=jax.nn.sigmoid if config.likelihood == "bernoulli" else (lambda out: out),
-      output=jax.nn.sigmoid if config.likelihood == "bernoulli" else (lambda out: out),
+      logits=config.likelihood == "bernoulli",
       encoder_layers=(*pretraining.dense_paths("encoder", depth), ("mean_head",)),
       decoder_layers=pretraining.dense_paths("decoder", depth + 1))
 
@@ -314,9 +318,12 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
 
   def criteria(params, state, x, gamma):
     del gamma  # its log may be -inf; the head's log-softmax is finite
-    z_mean, z_logvar = vae.apply({"params": params["vae"]}, x, method=VAE.encode)
-    # The reconstruction at the posterior mean: deterministic, no key here.
-    out = vae.apply({"params": params["vae"]}, z_mean, method=VAE.decode)
+    # One sample z ~ q(z|x) as in training, from a fixed key: the criterion is
+    # deterministic and still a bound. Decoding the posterior mean instead
+    # would not charge the reconstruction for q's variance, and would rank an
+    # untrained log-variance head's wide q best.
+    z_mean, z_logvar, z, out = vae.apply({"params": params["vae"]}, x,
+                                         jax.random.key(CRITERION_SEED))
     mixture = params["mixture"]
 
     def neg_elbo(*sample):
@@ -324,7 +331,7 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
                                    mixture["logvar"], log_pi=log_pi(params))[0]
 
     return {"neg_elbo": jax.vmap(neg_elbo)(reconstruction(x, out), z_mean, z_logvar,
-                                           log_gamma(params, z_mean, z_mean))}
+                                           log_gamma(params, z_mean, z))}
 
   def joint_tx(steps_per_epoch):
     schedule = optax.exponential_decay(config.learning_rate,
