@@ -243,9 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     # A row's own "epochs" (0: a start shared by other rows) beats the config's.
     return row["epochs"] if "epochs" in row else epochs
 
+  def row_runs(row: dict) -> int:
+    # A start row of one run ("runs": 1) is shared by every run of the rows
+    # that start from it; --runs sets the others.
+    return row.get("runs", runs)
+
   def run_dir(label: str) -> pathlib.Path:
     return (pathlib.Path("runs") / name / f"{label.replace(' ', '_').replace('^', '')}"
-            f"-r{runs}-e{row_epochs(rows[label])}{tag}")
+            f"-r{row_runs(rows[label])}-e{row_epochs(rows[label])}{tag}")
 
   for row in config["rows"]:
     if args.rows and not any(_matches(row["label"], s, labels) for s in args.rows):
@@ -253,18 +258,20 @@ def main(argv: list[str] | None = None) -> int:
     out = run_dir(row["label"])
     # A row may start from another row's pretrained autoencoders (run it first).
     pretrained = run_dir(row["pretrained"]) if "pretrained" in row else None
-    command = (["python", "experiments/reproduce.py", args.config, "--rows", row["label"],
-                "--runs", str(runs)] + (["--epochs", str(epochs)] if args.epochs else [])
+    command = (["python", "experiments/reproduce.py", args.config, "--rows", row["label"]]
+               + ([] if "runs" in row else ["--runs", str(runs)])
+               + (["--epochs", str(epochs)] if args.epochs else [])
                + [f"--set={pair}" for pair in args.set])
-    print(f"== {row['label']}: {runs} run(s)", flush=True)
+    print(f"== {row['label']}: {row_runs(row)} run(s)", flush=True)
     start = datetime.datetime.now()
-    record = {"label": row["label"], "runs": runs, "epochs": row_epochs(row), "overrides": extra,
+    record = {"label": row["label"], "runs": row_runs(row), "epochs": row_epochs(row),
+              "overrides": extra,
               "options": row.get("options", {}),
               "hardware": hardware(), "date": start.date().isoformat(),
               "command": shlex.join(command)}
     try:
       report = pipeline.fit(
-          row["method"], row["dataset"], runs=runs, seed=config.get("seed", 0),
+          row["method"], row["dataset"], runs=row_runs(row), seed=config.get("seed", 0),
           epochs=row_epochs(row), overrides={**row.get("overrides", {}), **extra},
           data_dir=args.data_dir,
           out=out, resume=(out / "config.json").exists(), pretrained=pretrained,
