@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -34,6 +35,7 @@ SMALL = [  # (README text, what runs instead)
     ("--out runs/aecm-digits-5 --quiet", "--out runs/aecm-digits-5 --quiet" + SMALL_AECM),
     ('**paper.AECM["digits"]', '**{**paper.AECM["digits"], "epochs": 2, "pretrain_epochs": 2}'),
     ("deepclust plot runs/aecm-digits\n", "deepclust plot runs/aecm-digits --max-points 300\n"),
+    ("127.0.0.1:12345", "127.0.0.1:{port}"),  # a free port: other tests may run beside
     ('pipeline.fit("aecm", "digits", options={"mesh": mesh})',
      'pipeline.fit("aecm", "digits", epochs=2, overrides={"pretrain_epochs": 2}, '
      'options={"mesh": mesh, "progress": False})'),
@@ -56,9 +58,12 @@ def test_every_readme_block_runs(tmp_path):
   # The commands share one compilation cache, as a user's repeated commands do.
   env = {**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}",
          "DEEPCLUST_COMPILATION_CACHE": str(tmp_path / "jax-cache")}
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
   for lang, block in code:
     for old, new in SMALL:
-      block = block.replace(old, new)
+      block = block.replace(old, new.format(port=port) if "{port}" in new else new)
     command = ["bash", "-e", "-c", block] if lang == "bash" else [sys.executable, "-c", block]
     tic = time.perf_counter()
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
