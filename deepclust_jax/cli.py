@@ -188,11 +188,23 @@ def _positive_seconds(text: str) -> float:
   return value
 
 
-def _positive(text: str) -> int:
-  value = int(text)
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+def _integer(text: str, least: int) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    value = least - 1
+  if value < least:
+    raise argparse.ArgumentTypeError(
+        f"{text} is not {'a positive' if least else 'a non-negative'} integer")
   return value
+
+
+def _positive(text: str) -> int:
+  return _integer(text, 1)
+
+
+def _non_negative(text: str) -> int:
+  return _integer(text, 0)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -238,10 +250,12 @@ def parser() -> argparse.ArgumentParser:
                  default=os.environ.get("JAX_COORDINATOR_ADDRESS"),
                  help="train data-parallel over several processes (hosts): process 0's "
                       "address, the same for all (default $JAX_COORDINATOR_ADDRESS)")
+  # String defaults go through ``type`` too: a bad $JAX_* value gets argparse's one line.
   f.add_argument("--num-processes", type=_positive,
-                 default=int(os.environ.get("JAX_NUM_PROCESSES", 1)),
+                 default=os.environ.get("JAX_NUM_PROCESSES", "1"),
                  help="processes in the training (default $JAX_NUM_PROCESSES, else 1)")
-  f.add_argument("--process-id", type=int, default=int(os.environ.get("JAX_PROCESS_ID", 0)),
+  f.add_argument("--process-id", type=_non_negative,
+                 default=os.environ.get("JAX_PROCESS_ID", "0"),
                  help="this process's index, 0 to N-1; process 0 writes the run "
                       "directory (default $JAX_PROCESS_ID, else 0)")
   f.add_argument("--eval-every", type=_positive, default=10,

@@ -294,6 +294,18 @@ def test_argument_errors_exit_2(capsys):
     assert "Traceback" not in err and message in err, (argv, err)
 
 
+@pytest.mark.parametrize("variable,value,message", [
+    ("JAX_NUM_PROCESSES", "two", "--num-processes: two is not a positive integer"),
+    ("JAX_PROCESS_ID", "-1", "--process-id: -1 is not a non-negative integer")])
+def test_a_bad_jax_process_variable_gets_one_line(capsys, monkeypatch, variable, value,
+                                                 message):
+  monkeypatch.setenv(variable, value)
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["fit", "kmeans", "--dataset", "iris"])
+  err = capsys.readouterr().err
+  assert exit_info.value.code == 2 and "Traceback" not in err and message in err, err
+
+
 def test_interrupt_exits_130_with_resume_hint(capsys, monkeypatch):
   from deepclust_jax import pipeline
 
