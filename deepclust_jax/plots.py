@@ -164,7 +164,10 @@ def matched_colours(true: np.ndarray, predicted: np.ndarray) -> dict[int, int]:
     >>> matched_colours(np.array([0, 0, 1, 1]), np.array([7, 7, 3, 5]))
     {7: 0, 3: 1, 5: 2}
   """
-  counts, clusters = matched_contingency(true, predicted)
+  return _colours(*matched_contingency(true, predicted))
+
+
+def _colours(counts: np.ndarray, clusters: np.ndarray) -> dict[int, int]:
   colours = {int(c): j for j, c in enumerate(clusters[:min(len(clusters), counts.shape[0])])}
   extra = iter(range(counts.shape[0], counts.shape[0] + len(clusters)))
   return {int(c): colours[int(c)] if int(c) in colours else next(extra) for c in clusters}
@@ -184,8 +187,8 @@ def plot_map(x: np.ndarray, predicted: np.ndarray, true: np.ndarray | None,
   how = ", ".join([f"{len(keep)} of {len(x)} points", *embedding_steps(x[keep].shape)])
   classes = np.unique(true) if true is not None else np.array([], int)
   if true is not None:
-    colour_of = matched_colours(true, predicted)
-    matched = dict(zip(*matched_contingency(true, predicted)[1:], classes))
+    counts, clusters = matched_contingency(true, predicted)  # one matching for both
+    colour_of, matched = _colours(counts, clusters), dict(zip(clusters, classes))
   else:
     colour_of, matched = {int(c): j for j, c in enumerate(np.unique(predicted))}, {}
   palette = plt.get_cmap("tab10" if max(colour_of.values()) < 10 else "tab20")
