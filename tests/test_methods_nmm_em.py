@@ -172,8 +172,10 @@ def test_dying_units_warn_on_the_literal_network_only(batch_norm, capsys):
   batch normalisation keeps them alive. Live fractions are logged at scoring epochs."""
   ds = data.load("digits")
   ds = data.Dataset(ds.x[:400], ds.y[:400], "digits_400", 10, image_shape=(8, 8, 1))
+  # 5e-2 kills every unit whichever rounding the convolution has (at 3e-2, lax's conv
+  # left 2 of 8 alive, the stacked-windows matmul 1).
   overrides = {"architecture": "C8 M F8", "batch_norm": batch_norm, "em_learning_rate": 1e-3,
-               "kl_learning_rate": 3e-2, "epochs": 12, "batch_size": 50}
+               "kl_learning_rate": 5e-2, "epochs": 12, "batch_size": 50}
   report = pipeline.fit("nmm_em", ds, overrides=overrides,
                         options={"progress": True, "eval_every": 2})
   live = [r["diagnostics"]["live_units"][0] for r in report.result.history

@@ -12,7 +12,7 @@ import pytest
 from jax import lax
 
 from deepclust_jax.models import conv
-from deepclust_jax.models.conv import shifted_conv
+from deepclust_jax.models.conv import lax_conv_shifted_kernel_grad, max_pool, shifted_conv
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -46,6 +46,51 @@ def test_shifted_conv_equals_lax_with_its_gradients(side, k, strides, padding, d
   for ours, ref in zip(run(shifted_conv), run(lax.conv_general_dilated)):
     assert ours.shape == ref.shape
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
+
+
+# The stride-1 layers, which conv_general_dilated runs as lax_conv_shifted_kernel_grad
+# on CPU: 'SAME', 'VALID', explicit and asymmetric paddings, one wider than the kernel.
+STRIDE_1 = [(8, "SAME"), (7, "VALID"), (9, [(1, 2), (0, 1)]), (6, [(2, 2), (2, 2)])]
+
+
+@pytest.mark.parametrize("side,padding", STRIDE_1)
+def test_stride_1_conv_equals_lax_with_its_gradients(side, padding):
+  x = jax.random.normal(jax.random.key(0), (2, side, side + 1, 3))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
+
+  def run(fn):
+    out, vjp = jax.vjp(lambda x, w: fn(x, w, (1, 1), padding, dimension_numbers=NHWC), x, w)
+    return out, *vjp(jax.random.normal(jax.random.key(2), out.shape))
+
+  for ours, ref in zip(run(lax_conv_shifted_kernel_grad), run(lax.conv_general_dilated)):
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_stride_1_conv_refuses_strides_and_input_dilation():
+  x, w = jnp.ones((1, 6, 6, 2)), jnp.ones((3, 3, 2, 2))
+  for kwargs in ({"window_strides": (2, 2)}, {"window_strides": (1, 1), "lhs_dilation": (2, 2)}):
+    with pytest.raises(ValueError, match="unit strides"):
+      lax_conv_shifted_kernel_grad(x, w, padding="SAME", **kwargs)
+
+
+@pytest.mark.parametrize("shape,window", [((2, 8, 8, 3), (2, 2)), ((2, 7, 9, 2), (2, 2)),
+                                          ((1, 9, 6, 2), (3, 2))])
+def test_max_pool_equals_flax_with_its_gradient_on_ties(shape, window):
+  # Rounded values tie often, ReLU zeros too: the gradient must pick the element lax picks.
+  x = jnp.round(jax.random.normal(jax.random.key(0), shape) * 2) / 2
+  x = jax.nn.relu(x)
+  g = jax.random.normal(jax.random.key(1), tuple(
+      [shape[0], shape[1] // window[0], shape[2] // window[1], shape[3]]))
+
+  def run(fn):
+    out, vjp = jax.vjp(fn, x)
+    return out, vjp(g)[0]
+
+  ours = run(lambda x: max_pool(x, window))
+  ref = run(lambda x: nn.max_pool(x, window, strides=window))
+  for a, b in zip(ours, ref):
+    np.testing.assert_array_equal(a, b)
 
 
 def test_conv_module_with_input_dilation_is_flax_conv_transpose():

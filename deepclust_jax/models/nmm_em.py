@@ -23,10 +23,12 @@ after every hidden layer, as in the networks of IIC (Ji et al. 2019), whose
 grayscale-plus-Sobel input the paper adopts: with the literal network the KL
 step kills every unit of the last hidden layer (``docs/methods.md#nmm-em``).
 
-On CPU the convolutions run as shifted matrix products
+On CPU the convolutions' kernel gradients run as shifted matrix products
 (:func:`deepclust_jax.models.conv.conv_general_dilated`), which XLA:CPU runs
-far faster inside the engine's scanned epoch; the parameters and the function
-are those of ``nn.Conv`` either way.
+far faster inside the engine's scanned epoch, and the max-pooling is a
+reshape and a max (:func:`deepclust_jax.models.conv.max_pool`); the
+parameters, the function and the gradient (the first maximum of a window
+takes it) are those of ``nn.Conv`` and ``nn.max_pool`` either way.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from deepclust_jax.models.conv import conv_general_dilated
+from deepclust_jax.models.conv import conv_general_dilated, max_pool
 
 # Table 2 without the final F(K); "mlp" is section 8.1's 2-32-32-10 perceptron.
 ARCHITECTURES = {
@@ -125,7 +127,7 @@ class RelevanceNet(nn.Module):
                         conv_general_dilated=conv_general_dilated)(x))
         convs += 1
       elif kind == "M":
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = max_pool(x, (2, 2))
       else:
         x = act(nn.Dense(width, use_bias=not self.batch_norm)(x.reshape(x.shape[0], -1)))
     self.sow("intermediates", "last_hidden", x)
