@@ -21,6 +21,9 @@ time the step would take with the machine to itself. The peak is quoted from
 the CPU (cores x clock x 2 AVX-512 FMA units x 16 float32 lanes x 2) and
 measured (the best rate of a large float32 matrix product).
 
+The results file keeps what follows its line ``EARLIER`` (earlier runs, by
+hand) below the new measurement.
+
 Usage:
   python experiments/nmm_em_speed.py [--data-dir ../shared/datasets] [--steps 8]
 """
@@ -28,6 +31,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import datetime
 import math
 import os
 import pathlib
@@ -42,6 +46,7 @@ from deepclust_jax.engine import epoch_batches, sgd_epoch
 from deepclust_jax.models.nmm_em import ARCHITECTURES, parse_architecture
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+EARLIER = "## Earlier measurements"
 
 
 def forward_flops(architecture: str, shape: tuple[int, int, int], num_clusters: int) -> int:
@@ -83,11 +88,16 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
   return 2 * n**3 / best / 1e9
 
 
+def lscpu() -> dict[str, str]:
+  """``lscpu``'s fields."""
+  info = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+  return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in info.splitlines()
+                                              if ":" in line)}
+
+
 def clock_ghz() -> float:
   """The nominal clock: ``lscpu``'s BogoMIPS / 2 (KVM guests show no MHz line)."""
-  info = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-  fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-  return float(fields["BogoMIPS"]) / 2000
+  return float(lscpu()["BogoMIPS"]) / 2000
 
 
 def main() -> None:
@@ -123,10 +133,14 @@ def main() -> None:
   peak = matmul_gflops()
   quoted = os.cpu_count() * clock_ghz() * 2 * 16 * 2
   achieved = step_flops / step_s / 1e9
+  info = lscpu()
+  cpu_name = (f"{info.get('Model name', '?')} (family {info.get('CPU family', '?')}, "
+              f"model {info.get('Model', '?')}), {os.cpu_count()} cores")
   lines = [
       "## NMM-EM two-fold step on MNIST: FLOPs and time", "",
       f"Command: `python experiments/nmm_em_speed.py --steps {args.steps}`; "
-      f"{jax.devices()[0].device_kind}, jax {jax.__version__}.", "",
+      f"{jax.devices()[0].device_kind}, jax {jax.__version__}; "
+      f"{datetime.date.today().isoformat()}, {cpu_name}.", "",
       f"* forward FLOPs per 28x28 image (2 Sobel planes, `{ARCHITECTURES['mnist']} F10`): "
       f"{f / 1e6:.1f} M",
       f"* per step of 128 (10 forward-equivalents per image): {step_flops / 1e9:.1f} GFLOP "
@@ -146,7 +160,11 @@ def main() -> None:
   text = "\n".join(lines)
   print(text)
   RESULTS.mkdir(exist_ok=True)
-  (RESULTS / "nmm_em_speed.md").write_text(text)
+  path = RESULTS / "nmm_em_speed.md"
+  old = path.read_text() if path.exists() else ""
+  if EARLIER in old:
+    text += "\n" + EARLIER + old.split(EARLIER, 1)[1]
+  path.write_text(text)
 
 
 if __name__ == "__main__":
