@@ -51,15 +51,14 @@ import time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepclust_jax import data, methods
-from deepclust_jax.engine import epoch_batches, sgd_epoch
+from deepclust_jax import data
 from deepclust_jax.models.nmm_em import ARCHITECTURES, parse_architecture
+from nmm_em_speed import scanned_epoch  # this folder's, beside this script
 
 
 class TorchRelevanceNet(nn.Module):
@@ -181,22 +180,13 @@ def main() -> None:
   args = parser.parse_args()
   torch.set_num_threads(args.threads)
   mnist = data.load("mnist", data_dir=args.data_dir)
-  config = methods.resolve("nmm_em", dataset="mnist", num_classes=10)
+  # Ours, as nmm_em_speed.py times it: one compiled scanned epoch.
+  bench = scanned_epoch(mnist, args.steps)
+  config, params, batches = bench.config, bench.params, bench.batches
   assert config.batch_norm and config.sobel and config.augment and config.consistency
   assert (config.architecture or "mnist") == "mnist"
-  method = methods.get("nmm_em").build(config, mnist.sample_shape)
-  phase = method.phases[0]
-  batch, steps = phase.batch_size, args.steps
+  batch, steps = bench.phase.batch_size, args.steps
   n = batch * steps
-
-  # Ours, as nmm_em_speed.py times it: one compiled scanned epoch.
-  x = {"x": jnp.asarray(mnist.x[:n])}
-  params, state = jax.jit(method.init)(jax.random.key(0), x)
-  opt_states = tuple(u.tx(steps).init(params) for u in phase.updates)
-  batches = epoch_batches(jax.random.key(1), n, batch)
-  epoch = jax.jit(lambda p, s, o, k: sgd_epoch(phase, p, s, o, x, k, batches)[:4])
-  compiled = epoch.lower(params, state, opt_states, jax.random.key(2)).compile()
-  jax.block_until_ready(compiled(params, state, opt_states, jax.random.key(2)))
 
   # Torch: the same network, data and step.
   torch.manual_seed(0)
@@ -219,8 +209,7 @@ def main() -> None:
 
   ours, theirs = [], []
   for r in range(args.rounds):
-    ours.append(timed(lambda: jax.block_until_ready(
-        compiled(params, state, opt_states, jax.random.key(3 + r)))))
+    ours.append(timed(lambda: bench.run(jax.random.key(3 + r))))
     theirs.append(timed(torch_epoch))
   med = {name: [statistics.median(t[i] for t in runs) / steps for i in (0, 1)]
          for name, runs in (("ours", ours), ("torch", theirs))}
