@@ -91,8 +91,8 @@ main)
   row vade_dgg "VAE mnist"
   row vade_dgg "VaDE mnist"
   row vade_dgg "DGG N_s=3 mnist"
-  # EDGaM beside AE-CM^p and AE + k-means at 50 + 100 epochs.
-  for label in "EDGaM mnist" "AE-CM^p mnist" "AE+k-means mnist"; do
+  # EDGaM (from its start row) beside AE-CM^p and AE + k-means at 50 + 100 epochs.
+  for label in "start mnist" "EDGaM mnist" "AE-CM^p mnist" "AE+k-means mnist"; do
     row edgam "$label full 50+100"
   done
   ;;
