@@ -21,16 +21,10 @@ import sys
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from reproduce import load_config  # noqa: E402
+from reproduce import load_config, run_directory  # noqa: E402
 
 from deepclust_jax import rundir  # noqa: E402
 from deepclust_jax.errors import DeepclustError  # noqa: E402
-
-
-def run_directory(name: str, label: str, runs: int, epochs) -> pathlib.Path:
-  """The run directory ``experiments/reproduce.py`` gives a row (no --set)."""
-  return (pathlib.Path("runs") / name
-          / f"{label.replace(' ', '_').replace('^', '')}-r{runs}-e{epochs}")
 
 
 def final_scores(run_dir: pathlib.Path) -> dict[str, np.ndarray]:
@@ -52,15 +46,15 @@ def main(argv: list[str] | None = None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("config")
   p.add_argument("--rows", nargs="*", help="only rows whose label contains one of these")
+  p.add_argument("--runs", type=int, help="the --runs the rows ran with (default: the config's)")
   args = p.parse_args(argv)
   config = load_config(args.config)
   rows = {row["label"]: row for row in config["rows"]}
-  runs = config["runs"]
 
   def directory(row):
-    return run_directory(config["name"], row["label"], runs, row.get("epochs",
-                                                                     config.get("epochs")))
+    return run_directory(config, row["label"], args.runs)
 
+  starts = {row["pretrained"] for row in rows.values() if "pretrained" in row}
   print("| row | runs | ACC | ACC - start (paired) | above start | k-means on final codes "
         "| k-means - start (paired) |\n|---|---|---|---|---|---|---|")
   for label, row in rows.items():
@@ -73,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     except DeepclustError as e:
       print(f"| {label} | not run ({e}) | | | | | |")
       continue
-    if "pretrained" not in row:
-      print(f"| {label} (the start) | {len(start)} | {_pm(start)} | | | | |")
+    if "pretrained" not in row:  # a start, or a row that is paired with none
+      what = " (the start)" if label in starts else ""
+      print(f"| {label}{what} | {len(start)} | {_pm(start)} | | | | |")
       continue
     diff = final["acc"] - start
     cells = [_pm(final["acc"]), _pm(diff), f"{int((diff > 0).sum())}/{len(diff)}"]

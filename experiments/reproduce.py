@@ -209,6 +209,24 @@ def write_report() -> None:
   (RESULTS / "cm_aecm.md").write_text("\n".join(parts))
 
 
+def _row_epochs(config: dict, row: dict, epochs: int | None) -> int | None:
+  # A row's own "epochs" (0: a start shared by other rows) beats --epochs and the config's.
+  return row["epochs"] if "epochs" in row else (epochs or config.get("epochs"))
+
+
+def run_directory(config: dict, label: str, runs: int | None = None,
+                  epochs: int | None = None, tag: str = "") -> pathlib.Path:
+  """Where this script writes row ``label`` of ``config``; ``runs`` and ``epochs``
+  are the command's ``--runs`` and ``--epochs`` (None: the config's), ``tag`` its
+  ``--set`` pairs. A start row of one run (``"runs": 1``) is shared by every run
+  of the rows that start from it; a row's own ``runs`` beats ``--runs``.
+  """
+  row = next(r for r in config["rows"] if r["label"] == label)
+  row_runs = row.get("runs", runs or config["runs"])
+  return (pathlib.Path("runs") / config["name"] / f"{label.replace(' ', '_').replace('^', '')}"
+          f"-r{row_runs}-e{_row_epochs(config, row, epochs)}{tag}")
+
+
 def _matches(label: str, pattern: str, labels: set[str]) -> bool:
   """A row's own label selects that row alone; any other text, every row containing it."""
   return label == pattern if pattern in labels else pattern in label
@@ -240,17 +258,13 @@ def main(argv: list[str] | None = None) -> int:
   rows = {row["label"]: row for row in config["rows"]}
 
   def row_epochs(row: dict) -> int | None:
-    # A row's own "epochs" (0: a start shared by other rows) beats the config's.
-    return row["epochs"] if "epochs" in row else epochs
+    return _row_epochs(config, row, epochs)
 
   def row_runs(row: dict) -> int:
-    # A start row of one run ("runs": 1) is shared by every run of the rows
-    # that start from it; --runs sets the others.
     return row.get("runs", runs)
 
   def run_dir(label: str) -> pathlib.Path:
-    return (pathlib.Path("runs") / name / f"{label.replace(' ', '_').replace('^', '')}"
-            f"-r{row_runs(rows[label])}-e{row_epochs(rows[label])}{tag}")
+    return run_directory(config, label, runs, epochs, tag)
 
   for row in config["rows"]:
     if args.rows and not any(_matches(row["label"], s, labels) for s in args.rows):

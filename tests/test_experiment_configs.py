@@ -35,3 +35,20 @@ def test_rows_resolve_and_build(path):
     shape = spec.image_shape or ((spec.num_features,) if spec.num_features else None)
     if shape is not None:  # 20news's width depends on its vocabulary
       methods.get(row["method"]).build(resolved, shape)
+
+
+def test_paired_rows_read_the_directories_reproduce_writes():
+  """experiments/paired.py finds a row where reproduce.py wrote it: a row's own
+  runs beat --runs, its own epochs beat the config's, and a start row ran first."""
+  import sys
+  sys.path.insert(0, str(CONFIGS[0].parent.parent))
+  from reproduce import run_directory
+  config = load(CONFIGS[0].parent / "edgam_v2.py")
+  assert run_directory(config, "start mnist", runs=10).name == "start_mnist-r2-e0"
+  assert run_directory(config, "v1 usps").name == "v1_usps-r10-e15"
+  assert run_directory(config, "v1 usps", runs=3, tag="-seed1").name == "v1_usps-r3-e15-seed1"
+  for rows in (load(path)["rows"] for path in CONFIGS):
+    order = [row["label"] for row in rows]
+    for i, row in enumerate(rows):
+      if "pretrained" in row:
+        assert order.index(row["pretrained"]) < i, row["label"]
