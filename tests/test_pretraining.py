@@ -341,7 +341,9 @@ def test_every_ae_methods_preset_starts_from_the_datasets_best_recipe():
   for dataset, recipe in presets.BEST.items():
     for name in ("ae_kmeans", "edgam"):
       config = methods.resolve(name, dataset=dataset, num_classes=10)
-      assert (config.recipe, config.pretrain_lr) == (recipe["recipe"], recipe["pretrain_lr"])
+      # EDGaM's MLP ends in a sigmoid: on MNIST DEC's SGD stalls with it, so Adam.
+      expected = presets.ADAM if (name, dataset) == ("edgam", "mnist") else recipe
+      assert (config.recipe, config.pretrain_lr) == (expected["recipe"], expected["pretrain_lr"])
     # VaDE and DGG's Bernoulli decoders die under DEC's SGD at rate 1: Adam.
     for name in ("vade", "dgg"):
       config = methods.resolve(name, dataset=dataset, num_classes=10)

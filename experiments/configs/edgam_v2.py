@@ -51,7 +51,8 @@ COMMON = {
     "mnist": _ENTROPY,
 }
 # MNIST's epoch costs 7 times USPS's: 2 runs of v1 and of the picked defaults.
-MNIST = {"runs": 2, "variants": ("v1", "v2 target eta3=1")}
+MNIST = {"runs": 2, "variants": ("v1", "v2 target eta3=1", "v2 target eta3=1 isotropic",
+                                 "v2 target eta3=3 isotropic")}
 V2_CHANGES = {"ratio": {"cluster_loss": "ratio"}, "constant": {"assign": "constant"},
               "betas via correction": {"learn_beta": "correction"},
               "uniform": {"mixing": "uniform"}}
@@ -78,6 +79,10 @@ VARIANTS = {
     # k-means' own geometry (one variance per cluster): do the codes stay k-means'?
     "v2 target eta3=1 isotropic": {"sharpen": "target", "eta3": 1.0,
                                    "covariance": "isotropic"},
+    "v2 target eta3=3 isotropic": {"sharpen": "target", "eta3": 3.0,
+                                   "covariance": "isotropic"},
+    "v2 target eta3=1 isotropic lr=3e-4": {"sharpen": "target", "eta3": 1.0,
+                                           "covariance": "isotropic", "learning_rate": 3e-4},
 }
 
 
