@@ -214,17 +214,21 @@ def _row_epochs(config: dict, row: dict, epochs: int | None) -> int | None:
   return row["epochs"] if "epochs" in row else (epochs or config.get("epochs"))
 
 
+def _row_runs(config: dict, row: dict, runs: int | None) -> int:
+  # A start row of one run ("runs": 1) is shared by every run of the rows that
+  # start from it; a row's own "runs" beats --runs and the config's.
+  return row.get("runs", runs or config["runs"])
+
+
 def run_directory(config: dict, label: str, runs: int | None = None,
                   epochs: int | None = None, tag: str = "") -> pathlib.Path:
   """Where this script writes row ``label`` of ``config``; ``runs`` and ``epochs``
   are the command's ``--runs`` and ``--epochs`` (None: the config's), ``tag`` its
-  ``--set`` pairs. A start row of one run (``"runs": 1``) is shared by every run
-  of the rows that start from it; a row's own ``runs`` beats ``--runs``.
+  ``--set`` pairs.
   """
   row = next(r for r in config["rows"] if r["label"] == label)
-  row_runs = row.get("runs", runs or config["runs"])
   return (pathlib.Path("runs") / config["name"] / f"{label.replace(' ', '_').replace('^', '')}"
-          f"-r{row_runs}-e{_row_epochs(config, row, epochs)}{tag}")
+          f"-r{_row_runs(config, row, runs)}-e{_row_epochs(config, row, epochs)}{tag}")
 
 
 def _matches(label: str, pattern: str, labels: set[str]) -> bool:
@@ -261,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     return _row_epochs(config, row, epochs)
 
   def row_runs(row: dict) -> int:
-    return row.get("runs", runs)
+    return _row_runs(config, row, runs)
 
   def run_dir(label: str) -> pathlib.Path:
     return run_directory(config, label, runs, epochs, tag)

@@ -27,8 +27,8 @@ Shared by every row (ours; the appendix gives no schedule): k-means on the
 codes (``mixture_space="codes"``), the config's joint rates (auto-encoder
 1e-4, mixture 1e-2), J = 30 joint epochs on digits (the digits preset's
 network and eta2 = 0.1, no input dropout) and 15 on USPS and MNIST (Table 2's
-eta). MNIST has 2 runs of v1 and of the defaults the ablation picked, from
-its preset's start (Adam, 50 epochs).
+eta). MNIST has 2 runs of v1, of the defaults the ablation picked and of
+two isotropic variants, from its preset's start (Adam, 50 epochs).
 
 Command (10 runs a row, MNIST 2; one dataset: --rows digits):
   python experiments/reproduce.py experiments/configs/edgam_v2.py --data-dir ../shared/datasets
@@ -50,7 +50,7 @@ COMMON = {
     # The MNIST preset's start: Adam, 50 epochs (DEC's recipe stalls with EDGaM's sigmoid output).
     "mnist": _ENTROPY,
 }
-# MNIST's epoch costs 7 times USPS's: 2 runs of v1 and of the picked defaults.
+# MNIST's epoch costs 7 times USPS's: 2 runs of v1, the picked defaults and two isotropic variants.
 MNIST = {"runs": 2, "variants": ("v1", "v2 target eta3=1", "v2 target eta3=1 isotropic",
                                  "v2 target eta3=3 isotropic")}
 V2_CHANGES = {"ratio": {"cluster_loss": "ratio"}, "constant": {"assign": "constant"},
