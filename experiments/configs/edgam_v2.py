@@ -50,7 +50,7 @@ COMMON = {
     # The MNIST preset's start: Adam, 50 epochs (DEC's recipe stalls with EDGaM's sigmoid output).
     "mnist": _ENTROPY,
 }
-# MNIST's epoch costs 7 times USPS's: 2 runs of v1, the picked defaults and two isotropic variants.
+# MNIST's epoch costs 7 times USPS's: 2 runs of v1, the defaults and two isotropic variants.
 MNIST = {"runs": 2, "variants": ("v1", "v2 target eta3=1", "v2 target eta3=1 isotropic",
                                  "v2 target eta3=3 isotropic")}
 V2_CHANGES = {"ratio": {"cluster_loss": "ratio"}, "constant": {"assign": "constant"},
