@@ -231,6 +231,19 @@ def run_directory(config: dict, label: str, runs: int | None = None,
           f"-r{_row_runs(config, row, runs)}-e{_row_epochs(config, row, epochs)}{tag}")
 
 
+def _earlier_seconds(name: str, record: dict, out: pathlib.Path) -> float:
+  """The wall seconds already spent on the run directory ``out`` by earlier calls.
+
+  A resumed row (its directory exists) adds this call's time to its recorded
+  one, so that rerunning a finished row to rescore it keeps the time that trained it.
+  """
+  if not (out / "config.json").exists():
+    return 0.0
+  # The same command wrote the same directory.
+  same = [r for r in read_records(name) if r["command"] == record["command"]]
+  return same[-1].get("seconds", 0.0) if same else 0.0
+
+
 def _matches(label: str, pattern: str, labels: set[str]) -> bool:
   """A row's own label selects that row alone; any other text, every row containing it."""
   return label == pattern if pattern in labels else pattern in label
@@ -287,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
               "options": row.get("options", {}),
               "hardware": hardware(), "date": start.date().isoformat(),
               "command": shlex.join(command)}
+    earlier = _earlier_seconds(name, record, out)
     try:
       report = pipeline.fit(
           row["method"], row["dataset"], runs=row_runs(row), seed=config.get("seed", 0),
@@ -311,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                                            f"{b['epochs']}"
                                for b in report.summary["budget"]}
       print(format_summary(report.summary, row["label"]), flush=True)
-    record["seconds"] = (datetime.datetime.now() - start).total_seconds()
+    record["seconds"] = earlier + (datetime.datetime.now() - start).total_seconds()
     record_row(name, record)
   with locked(name):
     (RESULTS / f"{name}.md").write_text(to_markdown(config, read_records(name)))

@@ -52,3 +52,32 @@ def test_paired_rows_read_the_directories_reproduce_writes():
     for i, row in enumerate(rows):
       if "pretrained" in row:
         assert order.index(row["pretrained"]) < i, row["label"]
+
+
+def test_rescoring_a_finished_row_keeps_the_time_that_trained_it(tmp_path, monkeypatch):
+  """reproduce.py on a row whose directory exists resumes it and adds its own
+  wall time to the recorded one; a fresh directory starts from zero."""
+  import json
+  import shutil
+  import sys
+  sys.path.insert(0, str(CONFIGS[0].parent.parent))
+  import reproduce
+  config = tmp_path / "tiny.py"
+  config.write_text('"""experiments/configs/tiny.py"""\n\ndef get_config():\n'
+                    '  return {"name": "tiny", "title": "tiny", "runs": 2, "seed": 0, "rows": [{"label": "km",'
+                    ' "method": "kmeans", "dataset": "iris", "paper": {}}]}\n')
+  monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "results")
+  monkeypatch.setattr(reproduce, "write_report", lambda: None)
+  monkeypatch.chdir(tmp_path)
+  records = tmp_path / "results" / "tiny.jsonl"
+
+  def seconds_after_run() -> float:
+    assert reproduce.main([str(config), "--quiet"]) == 0
+    return json.loads(records.read_text().splitlines()[-1])["seconds"]
+
+  seconds_after_run()
+  record = json.loads(records.read_text())
+  records.write_text(json.dumps({**record, "seconds": 1000.0}) + "\n")  # as if it trained long
+  assert seconds_after_run() >= 1000.0
+  shutil.rmtree(tmp_path / "runs")
+  assert seconds_after_run() < 1000.0
