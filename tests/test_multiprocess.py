@@ -31,7 +31,7 @@ SMALL = {"cm": ["--epochs", "3", "--set", "batch_size=16"],
                   "--set", "pretrain_epochs=2", "--set", "cm_epochs=1",
                   "--set", "batch_size=16", "--set", "pretrain_batch_size=16"]}
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu", "DEEPCLUST_COMPILATION_CACHE": "0",
-       "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+       "XLA_FLAGS": os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=1"}
 
 
 def free_port() -> int:
