@@ -2,7 +2,9 @@
 fails at its start on an accelerator for a typo in a config."""
 
 import importlib.util
+import json
 import pathlib
+import shutil
 
 import pytest
 
@@ -37,12 +39,18 @@ def test_rows_resolve_and_build(path):
       methods.get(row["method"]).build(resolved, shape)
 
 
-def test_paired_rows_read_the_directories_reproduce_writes():
+@pytest.fixture
+def reproduce(monkeypatch):
+  """``experiments/reproduce.py`` as a module."""
+  monkeypatch.syspath_prepend(str(CONFIGS[0].parent.parent))
+  import reproduce
+  return reproduce
+
+
+def test_paired_rows_read_the_directories_reproduce_writes(reproduce):
   """experiments/paired.py finds a row where reproduce.py wrote it: a row's own
   runs beat --runs, its own epochs beat the config's, and a start row ran first."""
-  import sys
-  sys.path.insert(0, str(CONFIGS[0].parent.parent))
-  from reproduce import run_directory
+  run_directory = reproduce.run_directory
   config = load(CONFIGS[0].parent / "edgam_v2.py")
   assert run_directory(config, "start mnist", runs=10).name == "start_mnist-r2-e0"
   assert run_directory(config, "v1 usps").name == "v1_usps-r10-e15"
@@ -54,18 +62,14 @@ def test_paired_rows_read_the_directories_reproduce_writes():
         assert order.index(row["pretrained"]) < i, row["label"]
 
 
-def test_rescoring_a_finished_row_keeps_the_time_that_trained_it(tmp_path, monkeypatch):
+def test_rescoring_a_finished_row_keeps_the_time_that_trained_it(reproduce, tmp_path,
+                                                                  monkeypatch):
   """reproduce.py on a row whose directory exists resumes it and adds its own
   wall time to the recorded one; a fresh directory starts from zero."""
-  import json
-  import shutil
-  import sys
-  sys.path.insert(0, str(CONFIGS[0].parent.parent))
-  import reproduce
+  row = {"label": "km", "method": "kmeans", "dataset": "iris", "paper": {}}
   config = tmp_path / "tiny.py"
-  config.write_text('"""experiments/configs/tiny.py"""\n\ndef get_config():\n'
-                    '  return {"name": "tiny", "title": "tiny", "runs": 2, "seed": 0, "rows": [{"label": "km",'
-                    ' "method": "kmeans", "dataset": "iris", "paper": {}}]}\n')
+  config.write_text(f'def get_config():\n  return {{"name": "tiny", "title": "tiny", '
+                    f'"runs": 2, "seed": 0, "rows": [{row!r}]}}\n')
   monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "results")
   monkeypatch.setattr(reproduce, "write_report", lambda: None)
   monkeypatch.chdir(tmp_path)
