@@ -67,6 +67,40 @@ def test_stride_1_conv_equals_lax_with_its_gradients(side, padding):
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("batched", [(0, 0), (0, None), (None, 0)])
+def test_stride_1_conv_under_vmap_equals_each_run_alone(batched):
+  # The engine's runs: per-run kernels (mapped one by one), or a shared kernel
+  # or shared images; the value and both gradients must be each run's own.
+  runs = 3
+  x = jax.random.normal(jax.random.key(0), (runs, 2, 6, 5, 3))
+  w = jax.random.normal(jax.random.key(1), (runs, 3, 3, 3, 4))
+  x_in, w_in = (x if batched[0] == 0 else x[0]), (w if batched[1] == 0 else w[0])
+
+  def loss(x, w):
+    out = lax_conv_shifted_kernel_grad(x, w, (1, 1), "SAME", dimension_numbers=NHWC)
+    return jnp.sum(jnp.sin(out)), out
+
+  def ref(x, w):
+    out = lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=NHWC)
+    return jnp.sum(jnp.sin(out)), out
+
+  grads = jax.jit(jax.vmap(jax.grad(loss, (0, 1), has_aux=True), batched))(x_in, w_in)
+  for r in range(runs):
+    expected = jax.grad(ref, (0, 1), has_aux=True)(x[r] if batched[0] == 0 else x[0],
+                                                   w[r] if batched[1] == 0 else w[0])
+    for ours, theirs in zip(jax.tree.leaves(grads), jax.tree.leaves(expected)):
+      np.testing.assert_allclose(ours[r], theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_nested_vmap_maps_every_kernel():
+  x = jax.random.normal(jax.random.key(0), (2, 3, 1, 5, 5, 2))
+  w = jax.random.normal(jax.random.key(1), (2, 3, 3, 3, 2, 4))
+  fn = lambda x, w: lax_conv_shifted_kernel_grad(x, w, (1, 1), "VALID", dimension_numbers=NHWC)
+  ref = lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=NHWC)
+  np.testing.assert_allclose(jax.vmap(jax.vmap(fn))(x, w), jax.vmap(jax.vmap(ref))(x, w),
+                             rtol=1e-4, atol=1e-4)
+
+
 def test_stride_1_conv_refuses_strides_and_input_dilation():
   x, w = jnp.ones((1, 6, 6, 2)), jnp.ones((3, 3, 2, 2))
   for kwargs in ({"window_strides": (2, 2)}, {"window_strides": (1, 1), "lhs_dilation": (2, 2)}):
