@@ -9,7 +9,11 @@ once the two partitions' clusters are matched, and the ARI between them). The ot
 accelerator (``jax.devices()[0]``); on a machine without one, ``--tf32``
 compares the CPU's float32 products with the CPU's emulation of TF32
 (``matmul_dtype=tf32``, the dense workloads only), the GPU's default for
-float32. When a device is lent, run this first, then the accelerator rows.
+float32. ``--chunked`` compares, on the default device, the runs trained
+together under ``vmap`` with the same runs trained one at a time
+(``chunk_runs=1``): the two paths' reduction orders differ, their results
+should not beyond that. When a device is lent, run this first (and with
+``--chunked``), then the accelerator rows.
 
 Workloads (fixed, small): AE pretraining on 5,000 MNIST images (AE + k-means,
 Adam, 5 epochs), VaDE's first 2 joint epochs after 2 pretraining epochs on
@@ -17,7 +21,8 @@ the same images, 1 NMM-EM two-fold epoch on 2,560 images, 20 CM epochs on
 digits.
 
 Usage:
-  python experiments/gpu_parity.py --data-dir ../shared/datasets [--tf32] [--only vade]
+  python experiments/gpu_parity.py --data-dir ../shared/datasets [--tf32 | --chunked]
+      [--only vade_joint]
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ WORKLOADS = {  # name: (method, dataset, samples, overrides, dense: matmul_dtype
 }
 
 
-def run(name: str, device: jax.Device, data_dir: str | None, matmul_dtype: str | None):
+def run(name: str, device: jax.Device, data_dir: str | None, matmul_dtype: str | None,
+        chunk_runs: int | None = None):
   method_name, dataset, samples, overrides, _ = WORKLOADS[name]
   ds = data.load(dataset, data_dir=data_dir)
   x = ds.x[:samples] if samples else ds.x
@@ -55,17 +61,29 @@ def run(name: str, device: jax.Device, data_dir: str | None, matmul_dtype: str |
   method = methods.get(method_name).build(config, ds.sample_shape)
   with jax.default_device(device):
     return train(method, x, y, options=TrainOptions(runs=RUNS, progress=False,
-                                                    eval_every=1))
+                                                    eval_every=1, chunk_runs=chunk_runs))
+
+
+def by_epoch(history) -> dict[tuple[int, str], dict[str, np.ndarray]]:
+  """Each epoch's logged terms, runs in order: with ``chunk_runs`` an epoch has
+  one record per chunk, each naming its runs."""
+  parts: dict[tuple[int, str], dict[int, dict]] = {}
+  for record in history:
+    for i, r in enumerate(record["runs"]):
+      parts.setdefault((record["global_epoch"], record["phase"]), {})[r] = {
+          k: np.asarray(v)[i] for k, v in record["terms"].items()}
+  return {epoch: {k: np.stack([runs[r][k] for r in sorted(runs)]) for k in runs[min(runs)]}
+          for epoch, runs in parts.items()}
 
 
 def compare(name: str, a, b) -> list[str]:
   lines = [f"## {name}", "", "| epoch | phase | largest |difference| of a logged term |",
            "|---|---|---|"]
-  for ra, rb in zip(a.history, b.history):
-    diffs = [np.max(np.abs(np.asarray(ra["terms"][k]) - np.asarray(rb["terms"][k])))
-             for k in ra["terms"] if k in rb["terms"]]
-    lines.append(f"| {ra['global_epoch']} | {ra['phase']} | "
-                 f"{max(diffs) if diffs else float('nan'):.3g} |")
+  ea, eb = by_epoch(a.history), by_epoch(b.history)
+  for epoch, phase in sorted(ea):
+    ta, tb = ea[epoch, phase], eb.get((epoch, phase), {})
+    diffs = [np.max(np.abs(ta[k] - tb[k])) for k in ta if k in tb]
+    lines.append(f"| {epoch} | {phase} | {max(diffs) if diffs else float('nan'):.3g} |")
   # Cluster numbers are arbitrary: agreement after matching them (Hungarian), and ARI.
   same = [metrics.evaluate(la, lb)["acc"] for la, lb in zip(a.labels, b.labels)]
   ari = [adjusted_rand_score(la, lb) for la, lb in zip(a.labels, b.labels)]
@@ -80,25 +98,35 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--data-dir")
   p.add_argument("--tf32", action="store_true",
                  help="compare CPU float32 with CPU-emulated TF32 products (no accelerator)")
+  p.add_argument("--chunked", action="store_true",
+                 help="compare the vmapped runs with the runs one at a time, on the default "
+                      "device")
   p.add_argument("--only", nargs="*", choices=sorted(WORKLOADS))
   args = p.parse_args(argv)
   cpu = jax.devices("cpu")[0]
   other = jax.devices()[0]
+  if args.tf32 and args.chunked:
+    p.error("--tf32 and --chunked are two different comparisons: pass one")
   if args.tf32:
-    sides = ((cpu, "float32"), (cpu, "tf32"))
+    sides = ((cpu, "float32", None), (cpu, "tf32", None))
     print(f"# CPU float32 against CPU-emulated TF32 products ({cpu.device_kind})\n")
+  elif args.chunked:
+    sides = ((other, None, None), (other, None, 1))
+    print(f"# {RUNS} runs under vmap against one at a time, on {other.platform} "
+          f"({other.device_kind})\n")
   elif other.platform == "cpu":
-    print("no accelerator here: pass --tf32 to compare with emulated TF32 products")
+    print("no accelerator here: pass --tf32 (emulated TF32 products) or --chunked")
     return 2
   else:
-    sides = ((cpu, None), (other, None))
+    sides = ((cpu, None, None), (other, None, None))
     print(f"# CPU ({cpu.device_kind}) against {other.platform} ({other.device_kind})\n")
   for name in args.only or WORKLOADS:
     dense = WORKLOADS[name][4]
     if args.tf32 and not dense:
       print(f"## {name}\n\nskipped: matmul_dtype=tf32 covers the dense networks only\n")
       continue
-    results = [run(name, device, args.data_dir, dtype) for device, dtype in sides]
+    results = [run(name, device, args.data_dir, dtype, chunk)
+               for device, dtype, chunk in sides]
     print("\n".join(compare(name, *results)), flush=True)
   return 0
 
