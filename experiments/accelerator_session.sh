@@ -5,7 +5,10 @@
 #   one GPU (under CUDA MPS where the machine allows it), run directories under
 #   runs/smoke/, nothing recorded in experiments/results/, printing seconds per
 #   epoch.
-# main: the rows one process at a time, ordered by value (the MNIST two-fold
+# main: first the device check (experiments/gpu_parity.py: the CPU against the
+#   GPU on short fixed workloads, then the GPU's vmapped runs against one at a
+#   time; at most 6 minutes, printed to OUT_DIR/logs/gpu_parity*.txt), then
+#   the rows one process at a time, ordered by value (the MNIST two-fold
 #   NMM-EM row, Table 3's headline, first), each given the session's remaining
 #   time (LIMIT_S in all, default 720) as `--time-limit`: a 15-minute lease
 #   finishes the first rows instead of cutting every row short. A row that does
@@ -84,6 +87,11 @@ main)
       --rows "$label" "$@" >"$out/logs/$name.log" 2>&1
     echo "$label exit $? at $SECONDS s" >>"$out/logs/exits.log"
   }
+  # Results only a GPU gave are explained, or not, by these two comparisons.
+  timeout -s INT 240 python3 experiments/gpu_parity.py --data-dir "$data" \
+    >"$out/logs/gpu_parity.txt" 2>&1
+  timeout -s INT 120 python3 experiments/gpu_parity.py --data-dir "$data" --chunked \
+    >"$out/logs/gpu_parity_chunked.txt" 2>&1
   # NMM-EM, Table 3's MNIST row: two-fold, then EM only (batch-normalised presets).
   row nmm_em "NMM-EM two-fold mnist" --runs 2
   row nmm_em "NMM-EM em mnist" --runs 2
