@@ -161,6 +161,8 @@ def fit(
                         with_trained(resolved["budget"], result.epochs), criterion)
     if result.cut_short:
       summary["cut_short"] = True
+    if result.unfitted:
+      summary["unfitted"] = result.unfitted
     if result.warnings:
       summary["warnings"] = result.warnings
     if pretrained is not None:

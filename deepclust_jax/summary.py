@@ -93,13 +93,18 @@ def format_summary(summary: Mapping[str, Any], title: str = "") -> str:
                f"{source['pretrain_epochs']} epochs, seed {source['seed']}"
                f"{'; its one autoencoder shared by every run' if source.get('shared') else ''})"
                ".\n")
-  if summary.get("cut_short"):
+  if summary.get("unfitted"):
+    budget += (f"\nCut short by the time limit inside pretraining: run(s) "
+               f"{summary['unfitted']} have no fitted clusters yet, so no run is scored; "
+               "--resume continues from the last checkpoint.\n")
+  elif summary.get("cut_short"):
     budget += ("\nCut short by the time limit: scores are of the epochs trained "
                "(above); --resume continues from the last checkpoint.\n")
   if summary.get("warnings"):
     budget += "\nWarnings:\n" + "".join(f"- {line}\n" for line in summary["warnings"])
   if "mean" not in summary:
-    return f"{title}\n(no labels: nothing to score)\n{budget}"
+    why = "not scored" if summary.get("unfitted") else "no labels: nothing to score"
+    return f"{title}\n({why})\n{budget}"
   lines = [title, "", "| | ACC | NMI | ARI |", "|---|---|---|---|"]
   row = " | ".join(f"{100 * summary['mean'][k]:.1f} ± {100 * summary['std'][k]:.1f}"
                    for k in SCORES)

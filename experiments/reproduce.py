@@ -118,10 +118,12 @@ def to_markdown(config: dict, records: list[dict]) -> str:
     r = by_label.get(row["label"])
     if r is None:
       continue
-    if "failed" in r:
-      lines.append(f"| {row['label']} | {r['runs']} | {r['epochs']} | failed: "
-                   f"{r['failed']} |" + " |" * (2 * len(scores) + 2)
-                   + f" {r['seconds']:.0f} | `{r['command']}` |")
+    if "failed" in r or "mean" not in r:
+      why = (f"failed: {r['failed']}" if "failed" in r else
+             "not scored: cut short inside pretraining ("
+             + ", ".join(f"{k} {v}" for k, v in r.get("cut_short", {}).items()) + ")")
+      lines.append(f"| {row['label']} | {r['runs']} | {r['epochs']} | {why} |"
+                   + " |" * (2 * len(scores) + 2) + f" {r['seconds']:.0f} | `{r['command']}` |")
       continue
     cells = []
     for s in scores:

@@ -85,3 +85,13 @@ def test_rescoring_a_finished_row_keeps_the_time_that_trained_it(reproduce, tmp_
   assert seconds_after_run() >= 1000.0
   shutil.rmtree(tmp_path / "runs")
   assert seconds_after_run() < 1000.0
+
+
+def test_a_row_cut_inside_pretraining_is_tabulated_unscored(reproduce):
+  config = load(CONFIGS[0].parent / "pretraining.py")
+  label = config["rows"][0]["label"]
+  record = {"label": label, "runs": 3, "epochs": 300, "seconds": 470.0, "command": "c",
+            "hardware": "h", "cut_short": {"pretrain": "87/300", "mixture": "0/1"}}
+  table = reproduce.to_markdown(config, [record])
+  row = next(line for line in table.splitlines() if line.startswith(f"| {label} |"))
+  assert "not scored: cut short inside pretraining (pretrain 87/300, mixture 0/1)" in row

@@ -369,3 +369,16 @@ def test_naming_a_recipe_brings_its_optimiser():
                          overrides={"recipe": aecm.recipe}).pretrain_lr == aecm.pretrain_lr
   dec = methods.resolve("vade", dataset="digits", num_classes=10, overrides={"recipe": "dec"})
   assert (dec.pretrain_lr, dec.pretrain_momentum) == (1.0, 0.9)
+
+
+def test_a_run_cut_inside_pretraining_is_not_scored(small):
+  # Its clusters are the mixture's untrained start: scores would pass for a
+  # (poor) result of the method. Cut after the mixture start, it is scored.
+  method = methods.build("ae_kmeans", shape=(64,), **SMALL)
+  cut = train(method, small.x, small.y,
+              options=TrainOptions(runs=2, time_limit=0.0, **QUIET))
+  assert cut.cut_short and cut.unfitted == [0, 1] and cut.metrics is None
+  summary = format_summary({"cut_short": True, "unfitted": cut.unfitted})
+  assert "(not scored)" in summary and "inside pretraining" in summary
+  whole = train(method, small.x, small.y, options=TrainOptions(runs=2, **QUIET))
+  assert whole.unfitted == [] and len(whole.metrics) == 2

@@ -95,7 +95,8 @@ class TrainResult:
     gamma: responsibilities on the training data, (runs, N, K).
     labels: ``argmax gamma``, (runs, N).
     terms: last-epoch loss terms and the method's criteria, each (runs,).
-    metrics: ACC/NMI/ARI per run when labels were given, else None.
+    metrics: ACC/NMI/ARI per run when labels were given, else None (also
+      when some run is ``unfitted``).
     collapsed: runs whose partition leaves a cluster empty.
     selected: index of the run with the lowest ``method.select_by`` criterion
       among the runs that did not collapse (among all if every run did).
@@ -107,6 +108,9 @@ class TrainResult:
     cut_short: ``TrainOptions.time_limit`` ended training before its last epoch.
     warnings: one line per ``Method.warn_below`` diagnostic that fell below
       its threshold in some run (:func:`diagnostic_warnings` of the history).
+    unfitted: runs the time limit cut inside pretraining: their clusters are
+      the mixture's untrained start, so no run is scored (the scores would
+      read as a poor result of the method).
   """
 
   params: Params
@@ -122,6 +126,7 @@ class TrainResult:
   history: list[dict[str, Any]]
   cut_short: bool = False
   warnings: list[str] = dataclasses.field(default_factory=list)
+  unfitted: list[int] = dataclasses.field(default_factory=list)
 
 
 def diagnostic_warnings(method: Method, records: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -538,14 +543,18 @@ def train(
   seconds = np.concatenate([np.full(len(ch), p.seconds / len(ch))
                             for p, ch in zip(parts, chunks)])
   labels = gamma.argmax(-1)
-  scores = [metrics.evaluate(y, labels[r]) for r in runs] if y is not None else None
+  epochs = _epochs_per_run(method, history.records, len(runs))
+  clustering = method.phases[method.pretrain_phases:]
+  unfitted = [r for r in range(len(runs)) if cut_short and method.pretrain_phases
+              and not any(epochs[phase.name][r] for phase in clustering)]
+  scores = ([metrics.evaluate(y, labels[r]) for r in runs]
+            if y is not None and not unfitted else None)
   collapsed = collapsed_runs(labels, method.num_clusters)
   selected = (select_run(terms[method.select_by], collapsed)
               if method.select_by else None)
   return TrainResult(params, state, gamma, labels, terms, scores, collapsed, selected,
-                     seconds, _epochs_per_run(method, history.records, len(runs)),
-                     history.records, cut_short,
-                     diagnostic_warnings(method, history.records))
+                     seconds, epochs, history.records, cut_short,
+                     diagnostic_warnings(method, history.records), unfitted)
 
 
 def _epochs_per_run(method: Method, records: Sequence[dict[str, Any]],
