@@ -180,8 +180,8 @@ def per_kernel(conv: Callable[[jax.Array, jax.Array], jax.Array]
   grouped convolution 3 to 5 times slower than the runs one after the other
   (NMM-EM's MNIST layers, batch 128, forward and backward, 2 runs inside a
   scan, process CPU: 57, 90 and 100 ms a step against 11, 34 and 34; mapped,
-  19, 37 and 33). So a batched kernel maps over the runs
-  (``lax.map``) and a shared one takes the runs' images as one larger batch.
+  19, 37 and 33). So a batched kernel maps over the runs (``lax.map``) and
+  a shared one takes the runs' images as one larger batch.
 
   Example:
     >>> conv = per_kernel(lambda x, w: lax.conv_general_dilated(
