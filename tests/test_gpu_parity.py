@@ -29,3 +29,11 @@ def test_chunked_history_compares_each_run_with_itself(gpu_parity):
   assert sorted(a) == sorted(b) == [(1, "train"), (2, "train")]
   np.testing.assert_array_equal(a[1, "train"]["loss"], b[1, "train"]["loss"])
   np.testing.assert_array_equal(b[2, "train"]["loss"] - a[2, "train"]["loss"], [0.0, 1.0])
+
+
+def test_chunked_comparison_runs_end_to_end(gpu_parity, capsys):
+  # CM on digits is stable: the vmapped runs and the runs one at a time agree.
+  assert gpu_parity.main(["--chunked", "--only", "cm_epochs"]) == 0
+  out = capsys.readouterr().out
+  assert "## cm_epochs" in out and "| 20 | train |" in out
+  assert "for 1.000, 1.000 of the samples" in out

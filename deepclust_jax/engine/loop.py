@@ -544,9 +544,11 @@ def train(
                             for p, ch in zip(parts, chunks)])
   labels = gamma.argmax(-1)
   epochs = _epochs_per_run(method, history.records, len(runs))
+  # Runs cut before any phase after pretraining: their clusters are untrained.
   clustering = method.phases[method.pretrain_phases:]
-  unfitted = [r for r in range(len(runs)) if cut_short and method.pretrain_phases
-              and not any(epochs[phase.name][r] for phase in clustering)]
+  unfitted = ([r for r in range(len(runs))
+               if not any(epochs[phase.name][r] for phase in clustering)]
+              if cut_short and method.pretrain_phases else [])
   scores = ([metrics.evaluate(y, labels[r]) for r in runs]
             if y is not None and not unfitted else None)
   collapsed = collapsed_runs(labels, method.num_clusters)
