@@ -84,6 +84,22 @@ def test_each_recipe_lowers_its_reconstruction_loss(small, name, recipe):
     assert losses[-1] < (0.99 if phase == "pretrain_refit" else 0.9) * losses[0], (phase, losses)
 
 
+def test_the_mse_pretraining_loss_is_the_sigmoids_squared_error(small):
+  def losses(pretrain_loss):
+    overrides = {**SMALL, **STARTS["vade"], "pretrain_epochs": 6, "pretrain_loss": pretrain_loss}
+    result = train(methods.build("vade", shape=(64,), **overrides), small.x,
+                   options=TrainOptions(**QUIET))
+    return [r["terms"]["reconstruction"][0] for r in result.history if r["phase"] == "pretrain"]
+
+  own, squared = losses("own"), losses("mse")
+  # The Bernoulli loss is nats per sample (64 features); the MSE of a sigmoid
+  # against data in [0, 1] is a mean below 1.
+  assert min(own) > 5 and max(squared) < 1, (own, squared)
+  assert squared[-1] < 0.9 * squared[0], squared
+  with pytest.raises(ConfigError, match="pretrain_loss=mse is for recipes adam and sgd"):
+    methods.build("vade", shape=(64,), recipe="dec", pretrain_loss="mse")
+
+
 def test_a_logits_decoders_refit_moves_the_decoder_alone():
   rng = np.random.default_rng(0)
   dense = lambda m, n: {"kernel": jnp.asarray(rng.normal(size=(m, n)), jnp.float32),  # noqa: E731

@@ -12,7 +12,9 @@ start, which the method wires into its own parameters. ``docs/methods.md``
 Recipes (config key ``recipe``):
 
 * ``adam``: Adam at ``pretrain_lr`` on the method's own reconstruction loss,
-  end to end, from the method's own initialisation.
+  end to end, from the method's own initialisation; ``pretrain_loss="mse"``
+  takes the MSE of the output instead (a logits decoder's sigmoid), as
+  VaDE-pytorch pretrains its Bernoulli decoder.
 * ``sgd``: the same with SGD and momentum ``pretrain_momentum`` (AE-CM's
   authors' protocol: their per-sample MSE summed over the batch).
 * ``dec``: DEC's public recipe (Xie et al. 2016; the DEC-keras code): the
@@ -54,6 +56,7 @@ from deepclust_jax.methods.common import optimizer, require
 from deepclust_jax.models.autoencoder import MatmulDtype
 
 Recipe = Literal["adam", "sgd", "dec", "sdae"]
+PretrainLoss = Literal["own", "mse"]
 Path = tuple[str, ...]
 
 
@@ -69,6 +72,9 @@ class PretrainConfig:
     pretrain_momentum: SGD's momentum (recipes sgd, dec, sdae).
     pretrain_decay_epochs: divide the rate by 10 every this many epochs of a
       phase; 0 keeps it constant.
+    pretrain_loss: recipes adam and sgd only: "own", the method's
+      reconstruction loss, or "mse", the MSE of the output (of its sigmoid
+      for a Bernoulli logits decoder).
     layer_epochs: sdae only, epochs of each layer-wise denoising autoencoder.
     corruption: sdae only, the dropout rate on each layer's input.
     refit_epochs: dec and sdae with a logits decoder only, epochs of the
@@ -92,6 +98,7 @@ class PretrainConfig:
   pretrain_lr: float = 1e-3
   pretrain_momentum: float = 0.9
   pretrain_decay_epochs: int = 0
+  pretrain_loss: PretrainLoss = "own"
   layer_epochs: int = 50
   corruption: float = 0.2
   refit_epochs: int = 10
@@ -112,6 +119,9 @@ class PretrainConfig:
             f"pretrain_momentum={self.pretrain_momentum} must be in [0, 1)")
     require(0 <= self.corruption < 1, f"corruption={self.corruption} must be in [0, 1)")
     require(self.kmeans_restarts >= 1, "kmeans_restarts must be >= 1")
+    require(self.pretrain_loss == "own" or self.recipe in ("adam", "sgd"),
+            f"pretrain_loss={self.pretrain_loss} is for recipes adam and sgd; recipe "
+            f"{self.recipe} trains on the MSE of the raw output already")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,10 +249,17 @@ def phases(spec: AutoencoderSpec, config: PretrainConfig) -> tuple[Phase, ...]:
   own_loss = config.recipe in ("adam", "sgd")
   tx = _tx(spec, config)
 
+  def loss(x, out):
+    if not own_loss:  # dec, sdae: a logits decoder trained as a linear output
+      return mse(x, out)
+    if config.pretrain_loss == "mse":
+      return mse(x, jax.nn.sigmoid(out) if spec.logits else out)
+    return spec.loss(x, out)
+
   def end_to_end(params, state, batch, key):
     x = batch["x"]
     out, state = spec.apply(params, state, x, key)
-    value = spec.loss(x, out) if own_loss else mse(x, out)
+    value = loss(x, out)
     return value, ({"reconstruction": value}, state)
 
   out: tuple[Phase, ...] = ()
