@@ -100,6 +100,24 @@ def test_the_mse_pretraining_loss_is_the_sigmoids_squared_error(small):
     methods.build("vade", shape=(64,), recipe="dec", pretrain_loss="mse")
 
 
+@pytest.mark.parametrize("scheme, recipe, limit, biases", [
+    ("recipe", "adam", None, None), ("recipe", "dec", "fan_in", False),
+    ("fan_in", "adam", "fan_in", False), ("torch", "adam", "fan_in", True),
+    ("method", "dec", None, None)])
+def test_pretrain_init_draws_the_autoencoder(small, scheme, recipe, limit, biases):
+  overrides = {**SMALL, **STARTS["vade"], "recipe": recipe, "pretrain_init": scheme}
+  params, _ = methods.build("vade", shape=(64,), **overrides).init(
+      jax.random.key(0), {"x": jnp.asarray(small.x)})
+  dense = params["vae"]["encoder"]["dense_0"]  # 64 -> 16
+  bound = 1 / np.sqrt(64)
+  if limit is None:  # the method's own draws, beyond the uniform bound
+    assert np.abs(dense["kernel"]).max() > bound
+    return
+  assert np.abs(dense["kernel"]).max() <= bound
+  assert np.asarray(dense["bias"]).all() == biases
+  assert np.abs(dense["bias"]).max() <= bound
+
+
 def test_a_logits_decoders_refit_moves_the_decoder_alone():
   rng = np.random.default_rng(0)
   dense = lambda m, n: {"kernel": jnp.asarray(rng.normal(size=(m, n)), jnp.float32),  # noqa: E731

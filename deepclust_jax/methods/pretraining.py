@@ -42,6 +42,7 @@ phases end, so a later run can start from it (``--pretrained RUN_DIR``).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Literal, NamedTuple
 
@@ -57,6 +58,7 @@ from deepclust_jax.models.autoencoder import MatmulDtype
 
 Recipe = Literal["adam", "sgd", "dec", "sdae"]
 PretrainLoss = Literal["own", "mse"]
+PretrainInit = Literal["recipe", "method", "fan_in", "torch"]
 Path = tuple[str, ...]
 
 
@@ -75,6 +77,12 @@ class PretrainConfig:
     pretrain_loss: recipes adam and sgd only: "own", the method's
       reconstruction loss, or "mse", the MSE of the output (of its sigmoid
       for a Bernoulli logits decoder).
+    pretrain_init: the autoencoder's initialisation: "method" (the method's
+      own Flax draws), "fan_in" (kernels from U(+-1/sqrt(fan_in)), i.e.
+      Keras' VarianceScaling(1/3, fan_in, uniform), biases 0: DEC's code),
+      "torch" (kernels and biases from U(+-1/sqrt(fan_in)), PyTorch's
+      ``nn.Linear`` default), or "recipe": "fan_in" for dec and sdae,
+      "method" for adam and sgd.
     layer_epochs: sdae only, epochs of each layer-wise denoising autoencoder.
     corruption: sdae only, the dropout rate on each layer's input.
     refit_epochs: dec and sdae with a logits decoder only, epochs of the
@@ -99,6 +107,7 @@ class PretrainConfig:
   pretrain_momentum: float = 0.9
   pretrain_decay_epochs: int = 0
   pretrain_loss: PretrainLoss = "own"
+  pretrain_init: PretrainInit = "recipe"
   layer_epochs: int = 50
   corruption: float = 0.2
   refit_epochs: int = 10
@@ -166,27 +175,41 @@ def mse(x: jax.Array, x_hat: jax.Array) -> jax.Array:
   return jnp.mean(jnp.square(x - x_hat))
 
 
-def variance_scaling(key: jax.Array, tree: Params) -> Params:
+def variance_scaling(key: jax.Array, tree: Params, *, biases: bool = False) -> Params:
   """``tree`` with every kernel redrawn from VarianceScaling(1/3, fan_in, uniform), biases 0.
 
   Keras' initialisation in DEC's code: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-  Other leaves (BatchNorm's scales) are kept.
+  ``biases=True`` draws the biases from the same interval (of their layer's
+  kernel's fan-in), as PyTorch's ``nn.Linear`` does. Other leaves
+  (BatchNorm's scales) are kept.
 
   Example:
     >>> tree = {"dense_0": {"kernel": jnp.ones((100, 3)), "bias": jnp.ones(3)}}
     >>> new = variance_scaling(jax.random.key(0), tree)
     >>> float(jnp.abs(new["dense_0"]["kernel"]).max()) <= 0.1, new["dense_0"]["bias"].tolist()
     (True, [0.0, 0.0, 0.0])
+    >>> bias = variance_scaling(jax.random.key(0), tree, biases=True)["dense_0"]["bias"]
+    >>> bool(jnp.all(jnp.abs(bias) <= 0.1) and jnp.all(bias != 0))
+    True
   """
   draw = jax.nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
   leaves = jax.tree_util.tree_leaves_with_path(tree)
   keys = iter(jax.random.split(key, len(leaves)))
+  # A bias's interval is its layer's kernel's: 1/sqrt(fan_in), fan_in the
+  # product of the kernel's input dimensions.
+  fan_in = {path[:-1]: math.prod(leaf.shape[:-1]) for path, leaf in leaves
+            if getattr(path[-1], "key", None) == "kernel"}
 
   def redraw(path, leaf):
     name = getattr(path[-1], "key", None)
     if name == "kernel":
       return draw(next(keys), leaf.shape, leaf.dtype)
-    return jnp.zeros_like(leaf) if name == "bias" else leaf
+    if name != "bias":
+      return leaf
+    if biases and path[:-1] in fan_in:
+      limit = 1 / math.sqrt(fan_in[path[:-1]])
+      return jax.random.uniform(next(keys), leaf.shape, leaf.dtype, -limit, limit)
+    return jnp.zeros_like(leaf)
 
   return jax.tree_util.tree_map_with_path(redraw, tree)
 
@@ -194,14 +217,18 @@ def variance_scaling(key: jax.Array, tree: Params) -> Params:
 def init(spec: AutoencoderSpec, config: PretrainConfig,
          method_init: Callable[[jax.Array, Data], tuple[Params, State]]
          ) -> Callable[[jax.Array, Data], tuple[Params, State]]:
-  """The method's ``init``, with the autoencoder redrawn as recipes dec and sdae start."""
-  if config.recipe not in ("dec", "sdae"):
+  """The method's ``init``, with the autoencoder redrawn as ``pretrain_init`` says."""
+  scheme = config.pretrain_init
+  if scheme == "recipe":
+    scheme = "fan_in" if config.recipe in ("dec", "sdae") else "method"
+  if scheme == "method":
     return method_init
 
   def wrapped(key, data):
     params, state = method_init(key, data)
     # A key of its own: the method's other parameters keep their draws.
-    redrawn = variance_scaling(jax.random.fold_in(key, 0x5DAE), params[spec.group])
+    redrawn = variance_scaling(jax.random.fold_in(key, 0x5DAE), params[spec.group],
+                               biases=scheme == "torch")
     return {**params, spec.group: redrawn}, state
 
   return wrapped
