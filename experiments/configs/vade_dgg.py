@@ -92,6 +92,11 @@ def get_config() -> dict:
                "pretrained": "VAE mnist pytorch",
                "overrides": {**PYTORCH_START, **SCHEDULES["pytorch"]},
                "paper": PAPER[("vade", "mnist", 0)]})
+  # DGG (its own code's schedule) on the same starts, for the pair VaDE-DGG.
+  rows.append({"label": "DGG N_s=3 mnist pytorch start", "method": "dgg", "dataset": "mnist",
+               "pretrained": "VAE mnist pytorch",
+               "overrides": {**PYTORCH_START, "num_neighbours": 3},
+               "paper": PAPER[("dgg", "mnist", 3)]})
   return {
       "name": "vade_dgg_runs",
       "title": "DGG supplement Table 1: VaDE and DGG (MNIST), also USPS and Pendigits",
