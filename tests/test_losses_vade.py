@@ -63,6 +63,7 @@ def vade_with_posterior_gamma(x_logits, z_mean, z_logvar, mu, logvar):
 ALL = ("x", "x_logits", "z_mean", "z_logvar", "gamma_logits", "mu", "logvar")
 GRADIENT_CASES = [
     ("bernoulli", vade.bernoulli_log_likelihood, ("x", "x_logits")),
+    ("bernoulli_clamped", vade.clamped_bernoulli_log_likelihood, ("x", "x_logits")),
     ("gaussian", lambda x, m: vade.gaussian_log_likelihood(x, m[:, 0], 0.7),
      ("x", "x_logits")),
     ("log_normal", vade.log_normal, ("z_mean", "mu", "logvar")),
@@ -73,6 +74,8 @@ GRADIENT_CASES = [
     ("js", lambda l: vade.weighted_js_divergence(log_softmax(l), WEIGHTS), ("gamma_logits",)),
     ("posterior", lambda z, mu, lv, p: vade.vade_log_posterior(z, mu, lv, log_pi=log_softmax(p)),
      ("z_mean", "mu", "logvar", "pi_logits")),
+    ("posterior_floor", lambda z, mu, lv, p: vade.vade_log_posterior(
+        z, mu, lv, log_pi=log_softmax(p), floor=0.05), ("z_mean", "mu", "logvar", "pi_logits")),
     ("vade_loss", lambda *a: vade_from_logits(*a)[0], (*ALL, "pi_logits")),
     ("vade_loss_posterior_gamma", vade_with_posterior_gamma,
      ("x_logits", "z_mean", "z_logvar", "mu", "logvar")),
@@ -298,6 +301,13 @@ def test_log_likelihoods_and_posterior_match_scipy(x64):
                              rtol=1e-10)
   far = vade.vade_log_posterior(jnp.full((1, P), 1e8), mu, data["logvar"])
   assert np.all(np.isfinite(far)) and np.allclose(logsumexp(far, -1), 0.0)
+  # VaDE-pytorch's posterior: a floor (its 1e-10; here of the densities' order, so
+  # that it shows) added to each pi_k N(z; mu_k, sigma_k^2), then normalised.
+  floored = np.exp(log_joint) + 0.05
+  with_floor = vade.vade_log_posterior(z, mu, data["logvar"], log_pi=log_pi, floor=0.05)
+  np.testing.assert_allclose(with_floor, np.log(floored / floored.sum(-1, keepdims=True)),
+                             rtol=1e-10)
+  assert np.abs(with_floor - log_gamma).max() > 0.01
 
 
 def test_contrastive_loss_terms():
@@ -334,3 +344,23 @@ def test_float32_jit_and_vmap_match_eager():
 def test_docstring_examples():
   result = doctest.testmod(vade, optionflags=doctest.NORMALIZE_WHITESPACE)
   assert result.attempted > 0 and result.failed == 0
+
+
+def test_clamped_bernoulli_is_pytorchs_cross_entropy_of_the_sigmoid():
+  """float32 as VaDE-pytorch runs it: logs floored at -100, no gradient where floored."""
+  x = np.array([[1.0, 0.0, 1.0, 0.0, 0.3, 0.7]], np.float32)
+  logits = np.array([[-30.0, 30.0, -120.0, 2.0, -1.5, 0.5]], np.float32)
+  p = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+  p = p.astype(np.float32)  # formed first, in the working dtype: 1 - p is 0 at logit 30
+  with np.errstate(divide="ignore"):
+    expected = np.sum(x * np.maximum(np.log(p), -100) + (1 - x) * np.maximum(np.log(1 - p), -100))
+  value = vade.clamped_bernoulli_log_likelihood(jnp.asarray(x), jnp.asarray(logits))
+  np.testing.assert_allclose(value[0], expected, rtol=1e-5)
+  grad = jax.grad(lambda l: vade.clamped_bernoulli_log_likelihood(x, l).sum())(logits)
+  unclamped = jax.grad(lambda l: vade.bernoulli_log_likelihood(x, l).sum())(logits)
+  assert np.all(np.isfinite(grad))
+  saturated = np.array([[False, True, True, False, False, False]])  # logs floored
+  np.testing.assert_array_equal(np.asarray(grad)[saturated], 0.0)
+  np.testing.assert_allclose(np.asarray(grad)[~saturated], np.asarray(unclamped)[~saturated],
+                             rtol=1e-5)
+  assert np.all(np.asarray(unclamped)[saturated] != 0.0)

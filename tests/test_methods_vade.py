@@ -51,9 +51,9 @@ def test_phases_and_their_order():
   no_graph = build("dgg", num_neighbours=0)
   assert no_graph.name == "dgg" and [p.name for p in no_graph.phases] == NO_GRAPH_PHASES
   dgg, vade_config = methods.resolve("dgg"), methods.resolve("vade")
-  assert (dgg.num_neighbours, dgg.posterior, dgg.learn_weights) == (3, "head", False)
-  assert (vade_config.num_neighbours, vade_config.posterior, vade_config.learn_weights,
-          vade_config.mixture) == (0, "mixture", True, "gmm")
+  assert (dgg.num_neighbours, dgg.posterior, dgg.weights) == (3, "head", "uniform")
+  assert (vade_config.num_neighbours, vade_config.posterior, vade_config.weights,
+          vade_config.mixture) == (0, "mixture", "softmax", "gmm")
 
 
 def test_joint_schedule_is_staircase_decay_per_epochs():
@@ -188,6 +188,53 @@ def test_vade_trains_the_papers_elbo_with_q_c_equal_to_p_c_given_z(x64):
       jnp.exp(vade_losses.vade_log_posterior(z_mean, mixture["mu"], mixture["logvar"],
                                              log_pi=jax.nn.log_softmax(mixture["logits"]))),
       rtol=1e-6)
+
+
+def vade_pytorch_elbo(x, z_mean, z_logvar, z, probs, pi, mu, logvar):
+  """VaDE-pytorch's ``ELBO_Loss`` written out in NumPy (its one z for both of its samples)."""
+  with np.errstate(divide="ignore"):
+    bce = -np.mean(x * np.maximum(np.log(probs), -100)
+                   + (1 - x) * np.maximum(np.log(1 - probs), -100)) * x.shape[1]
+  var = np.exp(logvar)
+  log_pdf = -0.5 * np.sum(np.log(2 * np.pi) + logvar + (z[:, None] - mu) ** 2 / var, -1)
+  gamma = np.exp(np.log(pi) + log_pdf) + 1e-10
+  gamma /= gamma.sum(1, keepdims=True)
+  kl = 0.5 * np.mean(np.sum(gamma * np.sum(
+      logvar + np.exp(z_logvar[:, None] - logvar) + (z_mean[:, None] - mu) ** 2 / var, -1), 1))
+  return (bce + kl - np.mean(np.sum(gamma * np.log(pi / gamma), 1))
+          - 0.5 * np.mean(np.sum(1 + z_logvar, 1)))
+
+
+def test_vade_pytorch_options_train_its_elbo(x64):
+  """weights=raw, posterior_floor=1e-10 and the clamped likelihood give VaDE-pytorch's loss.
+
+  Its loss drops the constants ``p/2 log 2 pi`` of the mixture term and of the
+  entropy, which cancel.
+  """
+  method = build("vade", weights="raw", posterior_floor=1e-10, likelihood="bernoulli_clamped")
+  x = jnp.asarray(data.load("digits").x[:16], jnp.float64)
+  key = jax.random.key(3)
+  params, state = method.init(key, {"x": x})
+  keys = jax.random.split(jax.random.key(4), 3)
+  mixture = {"mu": 3 * jax.random.normal(keys[0], (K, P), jnp.float64),
+             "logvar": 0.3 * jax.random.normal(keys[1], (K, P), jnp.float64),
+             # Unnormalised, as its Adam leaves them after a few epochs.
+             "pi": jax.random.uniform(keys[2], (K,), jnp.float64, 2.0, 7.0)}
+  assert set(params["mixture"]) == {"mu", "logvar", "pi"}
+  joint = method.phases[-1]
+  batch = joint.batch(jnp.arange(16), {"x": x}, state, key)
+  loss = joint.updates[0].loss({**params, "mixture": mixture}, state, batch, key)[0]
+  z_mean, z_logvar, z, logits = VAE(64, P, (8,)).apply({"params": params["vae"]}, x, key)
+  theirs = vade_pytorch_elbo(*map(np.asarray, (x, z_mean, z_logvar, z, jax.nn.sigmoid(logits),
+                                               mixture["pi"], mixture["mu"],
+                                               mixture["logvar"])))
+  # Our variance floor (1e-6) is not theirs: a small relative difference only.
+  np.testing.assert_allclose(loss, theirs, rtol=1e-5)
+  # p(c|z) does not see a common scale of pi, the unnormalised log pi does: scaling
+  # every weight by s lowers the loss by log s, so its Adam keeps raising them all.
+  grad = jax.grad(lambda m: joint.updates[0].loss({**params, "mixture": m}, state, batch,
+                                                  key)[0])(mixture)
+  np.testing.assert_allclose(jnp.dot(grad["pi"], mixture["pi"]), -1.0, atol=1e-5)
 
 
 @pytest.mark.parametrize("schedule", ["keras", "pytorch", "dgg"])

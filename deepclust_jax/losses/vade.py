@@ -72,6 +72,43 @@ def bernoulli_log_likelihood(x: chex.Array, logits: chex.Array) -> chex.Array:
                  axis=-1)
 
 
+LOG_FLOOR = -100.0
+"""PyTorch's floor on each log-probability of ``binary_cross_entropy``."""
+
+
+def clamped_bernoulli_log_likelihood(x: chex.Array, logits: chex.Array,
+                                     floor: float = LOG_FLOOR) -> chex.Array:
+  r"""``\sum_d x_d \max(\log p_d, f) + (1 - x_d) \max(\log(1 - p_d), f)``, ``p = s(l)``.
+
+  The Bernoulli log-likelihood as PyTorch's ``binary_cross_entropy`` computes
+  it on a sigmoid output (VaDE-pytorch's reconstruction): the probabilities
+  ``p`` are formed first in the logits' dtype, then each log is floored at
+  ``f`` = -100. A pixel whose sigmoid rounded to 0 or 1 on the wrong side (in
+  float32, ``1 - p`` is 0 from a logit of about 17) costs ``-f`` nats and
+  passes NO gradient, where :func:`bernoulli_log_likelihood` keeps pulling it
+  back with a gradient of 1 per pixel. Early in VaDE's joint phase, when q's
+  variance is wide, that is the difference between ignoring a sample of noise
+  and training the decoder on it (``docs/methods.md#vade-and-dgg``).
+
+  Example:
+    >>> x = jnp.array([[1.0, 0.0, 0.5]])
+    >>> round(float(clamped_bernoulli_log_likelihood(x, jnp.zeros((1, 3)))[0]), 4)
+    -2.0794
+    >>> logits = jnp.array([[-30.0, 30.0]])  # both saturated on the wrong side
+    >>> float(clamped_bernoulli_log_likelihood(x[:, :2], logits)[0])
+    -130.0
+    >>> jax.grad(lambda l: clamped_bernoulli_log_likelihood(x[:, :2], l).sum())(logits)
+    Array([[1., 0.]], dtype=float32)
+  """
+  def floored_log(q):
+    # The inner where keeps log's gradient finite where q rounded to 0.
+    positive = q > 0
+    return jnp.where(positive, jnp.maximum(jnp.log(jnp.where(positive, q, 1.0)), floor), floor)
+
+  p = jax.nn.sigmoid(logits)
+  return jnp.sum(x * floored_log(p) + (1.0 - x) * floored_log(1.0 - p), axis=-1)
+
+
 def gaussian_log_likelihood(x: chex.Array, mean: chex.Array, scale: float = 1.0) -> chex.Array:
   r"""``\log p(x | z) = \sum_d \log N(x_d; m_d, s^2)``, the decoder output ``m``.
 
@@ -324,13 +361,22 @@ def vade_log_posterior(
     logvar: chex.Array,
     *,
     log_pi: chex.Array | None = None,
+    floor: float = 0.0,
 ) -> chex.Array:
-  r"""``\log p(c | z)``: ``\gamma_k \propto \pi_k N(z; \mu_k, \sigma_k^2)``, (..., K).
+  r"""``\log p(c | z)``: ``\gamma_k \propto \pi_k N(z; \mu_k, \sigma_k^2) + \epsilon``, (..., K).
 
   VaDE's ``q(c|x) \approx p(c|z)`` (section 3.2), used for training at a sample
   ``z`` and for prediction at the latent mean when there is no separate
   ``gamma`` head. A log-softmax, so far-away ``z`` still gets a finite,
-  normalised posterior.
+  normalised posterior. ``log_pi`` need not be normalised.
+
+  ``floor`` is ``\epsilon``, 0 for Bayes' rule. VaDE-pytorch adds 1e-10 to
+  every ``\pi_k N(z; \mu_k, \sigma_k^2)`` before normalising: where those
+  densities are of that order (10 latent dimensions of variance a few units
+  give about 1e-9 near a mean) it pulls ``\gamma`` toward uniform, and far
+  from every cluster ``\gamma`` is uniform with no gradient, where Bayes'
+  rule is one-hot on the widest cluster. Computed as a ``logaddexp``, so
+  nothing underflows.
 
   Example:
     >>> mu, logvar = jnp.array([[0.0], [4.0]]), jnp.zeros((2, 1))
@@ -338,9 +384,14 @@ def vade_log_posterior(
     [0.5, 0.5]
     >>> jnp.exp(vade_log_posterior(jnp.array([1e4]), mu, logvar)).tolist()
     [0.0, 1.0]
+    >>> jnp.exp(vade_log_posterior(jnp.array([1e4]), mu, logvar, floor=1e-10)).tolist()
+    [0.5, 0.5]
   """
   log_pi = _uniform_if_none(log_pi, mu.shape[0], z.dtype)
-  return jax.nn.log_softmax(log_pi + log_normal(z, mu, logvar), axis=-1)
+  log_joint = log_pi + log_normal(z, mu, logvar)
+  if floor:
+    log_joint = jnp.logaddexp(log_joint, math.log(floor))
+  return jax.nn.log_softmax(log_joint, axis=-1)
 
 
 def contrastive_loss(

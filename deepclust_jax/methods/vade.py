@@ -12,7 +12,7 @@ One builder serves both; the config says which ``q(c|x)`` (``posterior``):
   (:func:`~deepclust_jax.losses.vade.vade_log_posterior`) at the sampled
   ``z`` in training, with the gradient through it, and at the latent mean for
   prediction; a diagonal GMM on the latent means starts the mixture; the
-  mixing weights are learned (softmax logits).
+  mixing weights are learned (softmax logits; ``weights`` has the options).
 * ``dgg`` has DGG's gamma head, one linear layer on ``z_mean``, trained on the
   start's labels before the joint phase; the mixing weights stay uniform, as
   in the DGG code. ``dgg`` with ``num_neighbours = 0`` is "DGG without graph".
@@ -83,14 +83,21 @@ class VaDEConfig(pretraining.PretrainConfig):
     num_clusters: K; 0 takes the dataset's number of classes.
     num_neighbours: N_s, neighbours per anchor in the joint objective.
     posterior: ``q(c|x)``: "mixture", VaDE's ``p(c|z)``; "head", DGG's gamma head.
-    learn_weights: learn the mixing weights ``pi`` (softmax logits, started
-      at the start's weights); else ``pi`` is uniform and fixed.
+    weights: the mixing weights ``pi``: "softmax", learned as softmax logits
+      started at the start's weights; "uniform", fixed; "raw", VaDE-pytorch's
+      raw parameter, started at the start's weights and trained as is, so
+      that ``log pi`` enters the ELBO unnormalised (the posterior normalises
+      it).
+    posterior_floor: ``epsilon`` added to each ``pi_k N(z; mu_k, sigma_k^2)``
+      of ``p(c|z)`` before normalising (VaDE-pytorch: 1e-10; 0: Bayes' rule).
     mixture: the start on the latent means, a diagonal "gmm" or "kmeans".
     logvar_init: the log-variance head at the start: "random" (as drawn) or
       "mean_head", a copy of the pretrained mean head (VaDE-pytorch).
     latent: p, the code width.
     hidden: encoder hidden widths (decoder reversed; the Siamese net's too).
-    likelihood: "bernoulli" for data in [0, 1], "gaussian" otherwise.
+    likelihood: "bernoulli" for data in [0, 1], "gaussian" otherwise;
+      "bernoulli_clamped" is PyTorch's cross-entropy of the sigmoid, each log
+      floored at -100 and saturated pixels passing no gradient (VaDE-pytorch).
     scale: the Gaussian reconstruction's fixed standard deviation.
     gamma_epochs, gamma_lr, gamma_optimizer, gamma_momentum: training of the
       gamma head on the start's labels (posterior "head").
@@ -109,12 +116,13 @@ class VaDEConfig(pretraining.PretrainConfig):
   num_clusters: int = 0
   num_neighbours: int = 0
   posterior: Literal["mixture", "head"] = "mixture"
-  learn_weights: bool = True
+  weights: Literal["softmax", "uniform", "raw"] = "softmax"
+  posterior_floor: float = 0.0
   mixture: Literal["kmeans", "gmm"] = "gmm"
   logvar_init: Literal["random", "mean_head"] = "random"
   latent: int = 10
   hidden: tuple[int, ...] = (500, 500, 2000)
-  likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+  likelihood: Literal["bernoulli", "bernoulli_clamped", "gaussian"] = "bernoulli"
   scale: float = 1.0
   gamma_epochs: int = 10
   gamma_lr: float = 2e-3
@@ -143,6 +151,8 @@ class VaDEConfig(pretraining.PretrainConfig):
     require(self.siamese_neighbours >= 1,
             f"siamese_neighbours={self.siamese_neighbours} must be >= 1")
     require(self.scale > 0, f"scale={self.scale} must be positive")
+    require(self.posterior_floor >= 0,
+            f"posterior_floor={self.posterior_floor} must be >= 0")
     require(self.adam_eps > 0, f"adam_eps={self.adam_eps} must be positive")
     require(min(self.lr_floor, self.weight_decay) >= 0,
             "lr_floor and weight_decay must be >= 0")
@@ -168,7 +178,7 @@ class DGGConfig(VaDEConfig):
 
   num_neighbours: int = 3
   posterior: Literal["mixture", "head"] = "head"
-  learn_weights: bool = False
+  weights: Literal["softmax", "uniform", "raw"] = "uniform"
   mixture: Literal["kmeans", "gmm"] = "kmeans"
 
 
@@ -192,6 +202,8 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
   def reconstruction(x, out):
     if config.likelihood == "bernoulli":
       return vade_losses.bernoulli_log_likelihood(x, out)
+    if config.likelihood == "bernoulli_clamped":
+      return vade_losses.clamped_bernoulli_log_likelihood(x, out)
     return vade_losses.gaussian_log_likelihood(x, out, config.scale)
 
   def init(key, data):
@@ -203,7 +215,7 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
         "vae": vae.init(vae_key, x[:1], sample_key)["params"],
         # Set by the "mixture" phase.
         "mixture": mixture_params(jnp.zeros((num_clusters, config.latent), x.dtype),
-                                  weights=weights if config.learn_weights else None),
+                                  weights=learned(weights), raw=config.weights == "raw"),
     }
     if has_head:
       params["gamma"] = head.init(head_key, jnp.zeros((1, config.latent), x.dtype))["params"]
@@ -218,10 +230,16 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
     del state
     return vae.apply({"params": params["vae"]}, x, method=VAE.encode)[0]
 
+  def learned(weights):
+    return None if config.weights == "uniform" else weights
+
   def log_pi(params):
-    if config.learn_weights:
-      return jax.nn.log_softmax(params["mixture"]["logits"])
-    return jnp.full((num_clusters,), -math.log(num_clusters), params["mixture"]["mu"].dtype)
+    mixture = params["mixture"]
+    if config.weights == "softmax":
+      return jax.nn.log_softmax(mixture["logits"])
+    if config.weights == "raw":
+      return jnp.log(mixture["pi"])
+    return jnp.full((num_clusters,), -math.log(num_clusters), mixture["mu"].dtype)
 
   def log_gamma(params, z_mean, z):
     """``log q(c|x)``: VaDE's ``p(c|z)`` at ``z``, or DGG's head at ``z_mean``."""
@@ -229,7 +247,7 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
       return head.apply({"params": params["gamma"]}, z_mean)
     mixture = params["mixture"]
     return vade_losses.vade_log_posterior(z, mixture["mu"], mixture["logvar"],
-                                          log_pi=log_pi(params))
+                                          log_pi=log_pi(params), floor=config.posterior_floor)
 
   def predict(params, state, x):
     z_mean = encode(params, state, x)
@@ -242,13 +260,14 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
   depth = len(config.hidden)
   spec = pretraining.AutoencoderSpec(
       "vae", autoencode, lambda x, out: -jnp.mean(reconstruction(x, out)),
-      logits=config.likelihood == "bernoulli",
+      logits=config.likelihood != "gaussian",
       encoder_layers=(*pretraining.dense_paths("encoder", depth), ("mean_head",)),
       decoder_layers=pretraining.dense_paths("decoder", depth + 1))
 
   def wire_mixture(params, state, start):
-    weights = start.weights if config.learn_weights else None
-    params = {**params, "mixture": mixture_params(start.mu, start.var, weights)}
+    mixture = mixture_params(start.mu, start.var, learned(start.weights),
+                             raw=config.weights == "raw")
+    params = {**params, "mixture": mixture}
     if config.logvar_init == "mean_head":  # pretraining never trains the log-variance head
       params["vae"] = {**params["vae"], "logvar_head": params["vae"]["mean_head"]}
     return params, {**state, "labels": start.labels}

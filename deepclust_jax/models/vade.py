@@ -139,13 +139,15 @@ class Siamese(nn.Module):
 
 
 def mixture_params(mu: jax.Array, var: jax.Array | None = None,
-                   weights: jax.Array | None = None) -> dict[str, jax.Array]:
-  """The Gaussian mixture's parameters ``{"mu": (K, p), "logvar": (K, p)[, "logits": (K,)]}``.
+                   weights: jax.Array | None = None, *,
+                   raw: bool = False) -> dict[str, jax.Array]:
+  """The Gaussian mixture's parameters ``{"mu": (K, p), "logvar": (K, p)[, "logits" | "pi": (K,)]}``.
 
   From a start on the latent means: ``mu`` the means and ``var`` the
   per-cluster, per-dimension variances (1 when ``None``); ``weights`` the
   mixing weights, kept as logits (``log weights``, so a softmax gives them
-  back) for a mixture that learns them, and left out when ``None``.
+  back) for a mixture that learns them, as they are (``"pi"``) when ``raw``,
+  and left out when ``None``.
   Variances below :data:`~deepclust_jax.losses.vade.VARIANCE_FLOOR` (a
   cluster of one point) are raised to it, and weights to 1e-12 of the mean
   weight (an empty cluster), so every log is finite.
@@ -162,5 +164,9 @@ def mixture_params(mu: jax.Array, var: jax.Array | None = None,
   params = {"mu": mu, "logvar": jnp.log(jnp.maximum(var, VARIANCE_FLOOR))}
   if weights is not None:
     weights = jnp.asarray(weights, mu.dtype)
-    params["logits"] = jnp.log(jnp.maximum(weights, 1e-12 / weights.shape[0]))
+    weights = jnp.maximum(weights, 1e-12 / weights.shape[0])
+    if raw:
+      params["pi"] = weights
+    else:
+      params["logits"] = jnp.log(weights)
   return params
