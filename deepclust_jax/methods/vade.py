@@ -206,6 +206,10 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
       return vade_losses.clamped_bernoulli_log_likelihood(x, out)
     return vade_losses.gaussian_log_likelihood(x, out, config.scale)
 
+  def mixture_start(mu, var, weights):
+    return mixture_params(mu, var, None if config.weights == "uniform" else weights,
+                          raw=config.weights == "raw")
+
   def init(key, data):
     x = data["x"]
     n = x.shape[0]
@@ -214,8 +218,7 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
     params = {
         "vae": vae.init(vae_key, x[:1], sample_key)["params"],
         # Set by the "mixture" phase.
-        "mixture": mixture_params(jnp.zeros((num_clusters, config.latent), x.dtype),
-                                  weights=learned(weights), raw=config.weights == "raw"),
+        "mixture": mixture_start(jnp.zeros((num_clusters, config.latent), x.dtype), None, weights),
     }
     if has_head:
       params["gamma"] = head.init(head_key, jnp.zeros((1, config.latent), x.dtype))["params"]
@@ -229,9 +232,6 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
   def encode(params, state, x):
     del state
     return vae.apply({"params": params["vae"]}, x, method=VAE.encode)[0]
-
-  def learned(weights):
-    return None if config.weights == "uniform" else weights
 
   def log_pi(params):
     mixture = params["mixture"]
@@ -265,9 +265,7 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
       decoder_layers=pretraining.dense_paths("decoder", depth + 1))
 
   def wire_mixture(params, state, start):
-    mixture = mixture_params(start.mu, start.var, learned(start.weights),
-                             raw=config.weights == "raw")
-    params = {**params, "mixture": mixture}
+    params = {**params, "mixture": mixture_start(start.mu, start.var, start.weights)}
     if config.logvar_init == "mean_head":  # pretraining never trains the log-variance head
       params["vae"] = {**params["vae"], "logvar_head": params["vae"]["mean_head"]}
     return params, {**state, "labels": start.labels}
