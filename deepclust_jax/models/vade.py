@@ -141,7 +141,7 @@ class Siamese(nn.Module):
 def mixture_params(mu: jax.Array, var: jax.Array | None = None,
                    weights: jax.Array | None = None, *,
                    raw: bool = False) -> dict[str, jax.Array]:
-  """The Gaussian mixture's parameters ``{"mu", "logvar"}`` (K, p), and ``"logits"`` or ``"pi"`` (K,).
+  """The mixture's parameters: ``"mu"``, ``"logvar"`` (K, p), and ``"logits"`` or ``"pi"`` (K,).
 
   From a start on the latent means: ``mu`` the means and ``var`` the
   per-cluster, per-dimension variances (1 when ``None``); ``weights`` the
