@@ -64,7 +64,7 @@ from deepclust_jax.engine import (FitPhase, Method, SGDPhase, Update, predict_in
 from deepclust_jax.losses import vade as vade_losses
 from deepclust_jax.methods import pretraining, registry
 from deepclust_jax.methods.common import optimizer, require
-from deepclust_jax.models.vade import VAE, GammaHead, Siamese, mixture_params
+from deepclust_jax.models.vade import VAE, GammaHead, Siamese, mixture_params, reparameterize
 
 
 # The fixed key of the selection criterion's sample z ~ q(z|x).
@@ -90,6 +90,9 @@ class VaDEConfig(pretraining.PretrainConfig):
       it).
     posterior_floor: ``epsilon`` added to each ``pi_k N(z; mu_k, sigma_k^2)``
       of ``p(c|z)`` before normalising (VaDE-pytorch: 1e-10; 0: Bayes' rule).
+    posterior_sample: the sample of ``q(z|x)`` at which ``p(c|z)`` is taken in
+      training: "shared", the reconstruction's; "independent", a second draw
+      (VaDE-pytorch). Both estimate the same objective; their gradients differ.
     mixture: the start on the latent means, a diagonal "gmm" or "kmeans".
     logvar_init: the log-variance head at the start: "random" (as drawn) or
       "mean_head", a copy of the pretrained mean head (VaDE-pytorch).
@@ -118,6 +121,7 @@ class VaDEConfig(pretraining.PretrainConfig):
   posterior: Literal["mixture", "head"] = "mixture"
   weights: Literal["softmax", "uniform", "raw"] = "softmax"
   posterior_floor: float = 0.0
+  posterior_sample: Literal["shared", "independent"] = "shared"
   mixture: Literal["kmeans", "gmm"] = "gmm"
   logvar_init: Literal["random", "mean_head"] = "random"
   latent: int = 10
@@ -327,6 +331,8 @@ def build(config: VaDEConfig, shape: tuple[int, ...]) -> Method:
   def joint_loss(params, batch, key):
     x = batch["x"]
     z_mean, z_logvar, z, out = vae.apply({"params": params["vae"]}, x, key)
+    if config.posterior_sample == "independent":
+      z = reparameterize(jax.random.fold_in(key, 1), z_mean, z_logvar)
     mixture = params["mixture"]
     # Without neighbours, m_i = pi turns DGG's objective into VaDE's ELBO.
     return vade_losses.dgg_loss(reconstruction(x[:, :1], out), z_mean, z_logvar,
