@@ -144,7 +144,9 @@ def fit(
     if writer:
       if overwrite:
         rundir.clear(run_dir)
-      _check_resumable(run_dir, resolved, resume)
+      saved_config = _check_resumable(run_dir, resolved, resume, config_defaults(config))
+      if saved_config is not None:
+        resolved["config"] = saved_config
       storage.write_text(run_dir / "config.json", json.dumps(resolved, indent=2) + "\n")
     try:
       result = train(model, ds.x, ds.y, options=train_options, run_dir=run_dir,
@@ -228,10 +230,25 @@ def check_pretrained(source: str | pathlib.Path, model: Method, *, method: str, 
           **({"shared": True} if saved["runs"] == 1 and runs > 1 else {})}
 
 
-def _check_resumable(run_dir: pathlib.Path, resolved: dict, resume: bool) -> None:
+def config_defaults(config) -> dict:
+  """The default of each key of ``config``'s dataclass, as JSON reads it back."""
+  defaults = {f.name: f.default for f in dataclasses.fields(config)
+              if f.default is not dataclasses.MISSING}
+  return json.loads(json.dumps(defaults))
+
+
+def _check_resumable(run_dir: pathlib.Path, resolved: dict, resume: bool,
+                     defaults: dict) -> dict | None:
+  """Refuses a run directory this command cannot continue; returns its saved config.
+
+  A config key added to the library after the run was made is absent from its
+  saved config; at its default (which keeps the behaviour the run had) it is
+  no difference, and the run goes on under the saved config, the one its
+  checkpoints' fingerprint holds.
+  """
   config_path = run_dir / "config.json"
   if not config_path.exists():
-    return
+    return None
   failed = rundir.failure(run_dir)
   if not resume:
     if failed is not None:
@@ -247,9 +264,13 @@ def _check_resumable(run_dir: pathlib.Path, resolved: dict, resume: bool) -> Non
   except DeepclustError as e:
     raise InputError(f"cannot resume {run_dir}: {e}; pass --overwrite to replace "
                      "the run") from None
+  saved_config = saved.get("config")
+  if isinstance(saved_config, dict):
+    saved = {**saved, "config": {**defaults, **saved_config}}
   keys = ("method", "dataset", "runs", "seed", "config", "pretrained")
   diff = [k for k in keys if saved.get(k) != resolved.get(k)]
   if diff:
     raise InputError(f"cannot resume {run_dir}: its {' and '.join(diff)} "
                      f"{'differs' if len(diff) == 1 else 'differ'} from this command's; "
                      "pass --overwrite to replace it")
+  return saved_config

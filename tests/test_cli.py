@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -225,6 +226,29 @@ def test_resume_with_other_config_is_refused(cm_five, capsys, tmp_path):
   assert code == 2
   assert err.strip() == (f"deepclust: error: cannot resume {copy}: its config differs from "
                          "this command's; pass --overwrite to replace it")
+
+
+@pytest.fixture
+def cm_with_new_key(monkeypatch):
+  """CM as if the library had gained a config key after the run was made."""
+  from deepclust_jax.methods import registry
+  spec = registry.get("cm")
+  later = dataclasses.make_dataclass("LaterCMConfig", [("new_key", int, 0)],
+                                     bases=(spec.config,), frozen=True)
+  monkeypatch.setitem(registry._REGISTRY, "cm", dataclasses.replace(spec, config=later))
+
+
+@pytest.mark.parametrize("value, code", [("0", 0), ("1", 2)])
+def test_resume_across_a_new_config_key(cm_five, capsys, tmp_path, cm_with_new_key, value, code):
+  """At its default a key the run never saw is no difference; at another value it is."""
+  code_, err, copy = resume_copy(cm_five, capsys, tmp_path, "--set", f"new_key={value}")
+  assert code_ == code, err
+  if code == 0:
+    np.testing.assert_array_equal(np.load(copy / "labels.npy"),
+                                  np.load(cm_five[-1] / "labels.npy"))
+    assert "new_key" not in json.loads((copy / "config.json").read_text())["config"]
+  else:
+    assert "its config differs" in err
 
 
 @pytest.mark.parametrize("argv, message", [
