@@ -61,7 +61,8 @@ def _stand_ins(out: str) -> None:
       self.file = open(out, "a", buffering=1)
 
     def add_scalar(self, tag, value, step):
-      self.file.write(json.dumps({"epoch": step + 1, tag: float(value)}) + "\n")
+      # ``step`` is main.py's 0-based epoch index, the x axis of its README's figures.
+      self.file.write(json.dumps({"epoch": step, tag: float(value)}) + "\n")
 
   board = types.ModuleType("tensorboardX")
   board.SummaryWriter = SummaryWriter
