@@ -144,9 +144,11 @@ def fit(
     if writer:
       if overwrite:
         rundir.clear(run_dir)
-      saved_config = _check_resumable(run_dir, resolved, resume, config_defaults(config))
-      if saved_config is not None:
-        resolved["config"] = saved_config
+      _check_resumable(run_dir, resolved, resume, config_defaults(config))
+    if resume:
+      # Every process trains under the config the checkpoints were made with.
+      resolved["config"] = _saved_config(run_dir) or resolved["config"]
+    if writer:
       storage.write_text(run_dir / "config.json", json.dumps(resolved, indent=2) + "\n")
     try:
       result = train(model, ds.x, ds.y, options=train_options, run_dir=run_dir,
@@ -237,18 +239,29 @@ def config_defaults(config) -> dict:
   return json.loads(json.dumps(defaults))
 
 
+def _saved_config(run_dir: pathlib.Path | None) -> dict | None:
+  """The method config saved in ``run_dir`` (None: no run there yet).
+
+  A resumed run goes on under it, not under the command's: they can differ by
+  keys added to the library since, at their defaults (see ``_check_resumable``),
+  and the checkpoints' fingerprint holds the saved one.
+  """
+  if run_dir is None or not (run_dir / "config.json").exists():
+    return None
+  return rundir.read_config(run_dir).get("config")
+
+
 def _check_resumable(run_dir: pathlib.Path, resolved: dict, resume: bool,
-                     defaults: dict) -> dict | None:
-  """Refuses a run directory this command cannot continue; returns its saved config.
+                     defaults: dict) -> None:
+  """Refuses a run directory this command cannot continue.
 
   A config key added to the library after the run was made is absent from its
   saved config; at its default (which keeps the behaviour the run had) it is
-  no difference, and the run goes on under the saved config, the one its
-  checkpoints' fingerprint holds.
+  no difference.
   """
   config_path = run_dir / "config.json"
   if not config_path.exists():
-    return None
+    return
   failed = rundir.failure(run_dir)
   if not resume:
     if failed is not None:
@@ -273,4 +286,3 @@ def _check_resumable(run_dir: pathlib.Path, resolved: dict, resume: bool,
     raise InputError(f"cannot resume {run_dir}: its {' and '.join(diff)} "
                      f"{'differs' if len(diff) == 1 else 'differ'} from this command's; "
                      "pass --overwrite to replace it")
-  return saved_config

@@ -375,3 +375,21 @@ def test_missing_dataset_names_the_command_lines_options(capsys, tmp_path, monke
   code, _, err = run(capsys, "fit", "kmeans", "--dataset", "usps", "--data-dir",
                      str(tmp_path), "--download", "--out", str(tmp_path / "run2"))
   assert code == 2 and "no downloader for 'usps'" in err
+
+
+
+def test_a_process_that_writes_nothing_resumes_under_the_saved_config(
+    cm_five, capsys, tmp_path, cm_with_new_key, monkeypatch):
+  """Under jax.distributed only process 0 writes the run directory; the others
+  must still train under its saved config, or their checkpoints' fingerprint differs."""
+  from deepclust_jax import pipeline
+  _, first, _, argv, out_dir = cm_five
+  copy = tmp_path / "copy"
+  shutil.copytree(out_dir, copy)
+  (copy / "labels.npy").unlink()
+  monkeypatch.setattr(pipeline, "writes", lambda run_dir: False)
+  code, out, err = run(capsys, *[str(copy) if a == str(out_dir) else a for a in argv],
+                       "--resume")
+  assert (code, err) == (0, "")
+  assert mean_scores(out) == mean_scores(first)
+  assert not (copy / "labels.npy").exists()  # it wrote nothing
