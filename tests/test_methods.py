@@ -357,6 +357,8 @@ def test_registry_doctests():
     ("nmm_em", "em_learning_rate", 0.0, "em_learning_rate=0.0 must be positive"),
     ("edgam", "pretrain_batch_size", 0, "pretrain_batch_size=0 must be positive"),
     ("dgg", "siamese_epochs", -1, "siamese_epochs=-1 must be >= 0"),
+    ("dgg", "posterior_sample", "independent",
+     "posterior_sample='independent' needs posterior='mixture'"),
     ("edgam", "eta3", float("inf"), "eta3=inf must be a finite number"),
 ])
 def test_numeric_config_fields_are_checked_before_training(name, key, value, message):

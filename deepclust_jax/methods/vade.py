@@ -158,6 +158,9 @@ class VaDEConfig(pretraining.PretrainConfig):
     require(self.posterior_floor >= 0,
             f"posterior_floor={self.posterior_floor} must be >= 0")
     require(self.adam_eps > 0, f"adam_eps={self.adam_eps} must be positive")
+    require(self.posterior == "mixture" or self.posterior_sample == "shared",
+            f"posterior_sample={self.posterior_sample!r} needs posterior='mixture': "
+            "the gamma head reads no sample of z")
     require(min(self.lr_floor, self.weight_decay) >= 0,
             "lr_floor and weight_decay must be >= 0")
     require(0 <= self.gamma_momentum < 1,
