@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import doctest
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from deepclust_jax.models import nmm_em
+from deepclust_jax.models.conv import max_pool
 from deepclust_jax.models.nmm_em import RelevanceNet, parse_architecture, relevance_net
 
 
@@ -88,3 +90,60 @@ def test_parse_architecture():
 def test_docstring_examples():
   result = doctest.testmod(nmm_em, optionflags=doctest.NORMALIZE_WHITESPACE)
   assert result.attempted > 0 and result.failed == 0
+
+
+class LayerByLayerNet(nn.Module):
+  """The batch-normalised network as flax's layers in order: Conv, BatchNorm, act, pool."""
+
+  architecture: str
+  num_clusters: int
+  activation: str
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    act = nmm_em.ACTIVATIONS[self.activation]
+    convs = 0
+    for kind, width in parse_architecture(self.architecture):
+      if kind == "M":
+        x = max_pool(x, (2, 2))
+        continue
+      if kind == "C":
+        x = nn.Conv(width, (3, 3), padding="SAME", use_bias=False, name=f"Conv_{convs}")(x)
+        convs += 1
+      else:
+        x = nn.Dense(width, use_bias=False)(x.reshape(x.shape[0], -1))
+      x = act(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x))
+    return nn.Dense(self.num_clusters, name="relevance")(x.reshape(x.shape[0], -1))
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+def test_pooled_batch_norm_is_batch_norm_then_pooling(activation):
+  """Same variables, outputs, running statistics and gradients as the layers in
+  flax's order, negative scales (pooling by the minimum) included."""
+  architecture = "C8 M C8 M M C4 F6"
+  ours = RelevanceNet(architecture, 3, activation, batch_norm=True)
+  reference = LayerByLayerNet(architecture, 3, activation)
+  x = jax.random.normal(jax.random.key(0), (6, 16, 16, 2))
+  variables = ours.init(jax.random.key(1), x)
+  assert (jax.tree.structure(variables)
+          == jax.tree.structure(reference.init(jax.random.key(1), x)))
+  # Scales of both signs and shifts away from zero, as training leaves them.
+  leaves, tree = jax.tree.flatten(variables["params"])
+  keys = jax.random.split(jax.random.key(2), len(leaves))
+  params = jax.tree.unflatten(tree, [leaf + jax.random.normal(k, leaf.shape)
+                                     for leaf, k in zip(leaves, keys)])
+  variables = {**variables, "params": params}
+
+  def train(params, net):
+    a, moved = net.apply({**variables, "params": params}, x, True, mutable=["batch_stats"])
+    return jnp.sum(jnp.sin(a)), (a, moved)
+
+  (_, (a, moved)), grads = jax.value_and_grad(train, has_aux=True)(params, ours)
+  (_, (a_ref, moved_ref)), grads_ref = jax.value_and_grad(train, has_aux=True)(
+      params, reference)
+  close = lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-4)
+  close(a, a_ref)
+  jax.tree.map(close, moved, moved_ref)
+  jax.tree.map(close, grads, grads_ref)
+  close(ours.apply(variables, x), reference.apply(variables, x))
+  assert float(jnp.min(params["BatchNorm_0"]["scale"])) < 0  # the minimum path ran

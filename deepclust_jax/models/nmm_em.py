@@ -28,13 +28,18 @@ On CPU the convolutions' kernel gradients run as shifted matrix products
 far faster inside the engine's scanned epoch, and the max-pooling is a
 reshape and a max (:func:`deepclust_jax.models.conv.max_pool`); the
 parameters, the function and the gradient (the first maximum of a window
-takes it) are those of ``nn.Conv`` and ``nn.max_pool`` either way.
+takes it) are those of ``nn.Conv`` and ``nn.max_pool`` either way. A
+batch-normalised convolution followed by a pooling pools first
+(:class:`PooledBatchNorm`, ``nn.BatchNorm``'s variables and function).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from deepclust_jax.models.conv import conv_general_dilated, max_pool
 
@@ -73,6 +78,57 @@ def parse_architecture(architecture: str) -> tuple[tuple[str, int], ...]:
     if kind in "CM" and any(k == "F" for k, _ in layers[:-1]):
       raise ValueError(f"{token!r} after a fully connected layer in {architecture!r}")
   return tuple(layers)
+
+
+class PooledBatchNorm(nn.Module):
+  """``max_pool(act(BatchNorm(x)))`` over ``window`` s, computed pooling first.
+
+  Per channel, batch normalisation is ``a x + b`` with ``a = scale /
+  sqrt(var + eps)`` and ``b = bias - a mean``; for a nondecreasing ``act``
+  (ReLU, leaky ReLU) the window's maximum of ``act(a x + b)`` is
+  ``act(|a| max(s x) + b)`` with ``s`` the sign of ``a``. So the pooling reads
+  ``x`` once and the normalisation and activation run on a quarter of the
+  values: forward and backward of a 128x28x28x64 batch, 43 against 77 ms of
+  process CPU (2 cores, inside a scan). The statistics, running averages,
+  parameters and their names are ``nn.BatchNorm``'s (momentum 0.9 on the old
+  average, fast variance), so its variables serve either form; the gradient
+  is the same (ties aside: with ``scale = 0`` the window's first maximum of
+  ``x`` takes it rather than its first element).
+
+  Example:
+    >>> x = jax.random.normal(jax.random.key(0), (2, 4, 4, 3))
+    >>> pooled = PooledBatchNorm(nn.relu, (2, 2))
+    >>> variables = pooled.init(jax.random.key(1), x)
+    >>> reference = max_pool(nn.relu(nn.BatchNorm(use_running_average=True).apply(
+    ...     variables, x)), (2, 2))
+    >>> bool(jnp.allclose(pooled.apply(variables, x), reference, atol=1e-5))
+    True
+  """
+
+  act: Callable[[jax.Array], jax.Array]
+  window: tuple[int, int]
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    channels = (x.shape[-1],)
+    ra_mean = self.variable("batch_stats", "mean", jnp.zeros, channels, jnp.float32)
+    ra_var = self.variable("batch_stats", "var", jnp.ones, channels, jnp.float32)
+    scale = self.param("scale", nn.initializers.ones, channels, jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, channels, jnp.float32)
+    if train:
+      axes = tuple(range(x.ndim - 1))
+      mean = jnp.mean(x, axes)
+      var = jnp.maximum(jnp.mean(x * x, axes) - mean * mean, 0.0)
+      if not self.is_initializing():
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    else:
+      mean, var = ra_mean.value, ra_var.value
+    a = scale * jax.lax.rsqrt(var + self.epsilon)
+    sign = jnp.where(a < 0, -1.0, 1.0).astype(x.dtype)
+    return self.act(jnp.abs(a) * max_pool(sign * x, self.window) + (bias - a * mean))
 
 
 class RelevanceNet(nn.Module):
@@ -114,22 +170,36 @@ class RelevanceNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    def act(h):
-      if self.batch_norm:
-        h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(h)
-      return ACTIVATIONS[self.activation](h)
+    activation = ACTIVATIONS[self.activation]
+    norms = 0
 
+    def act(h, pool):
+      """The layer's normalisation, activation and the pooling that follows, if any."""
+      nonlocal norms
+      if self.batch_norm:
+        norms += 1  # named as flax names them, whichever form
+        if pool:
+          return PooledBatchNorm(activation, (2, 2), name=f"BatchNorm_{norms - 1}")(h, train)
+        h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                         name=f"BatchNorm_{norms - 1}")(h)
+      h = activation(h)
+      return max_pool(h, (2, 2)) if pool else h
+
+    layers = parse_architecture(self.architecture)
     convs = 0
-    for kind, width in parse_architecture(self.architecture):
+    for i, (kind, width) in enumerate(layers):
+      pool = i + 1 < len(layers) and layers[i + 1][0] == "M"
       if kind == "C":
         x = act(nn.Conv(width, (3, 3), padding="SAME", use_bias=not self.batch_norm,
                         name=f"Conv_{convs}",
-                        conv_general_dilated=conv_general_dilated)(x))
+                        conv_general_dilated=conv_general_dilated)(x), pool)
         convs += 1
       elif kind == "M":
-        x = max_pool(x, (2, 2))
+        if i == 0 or layers[i - 1][0] != "C":  # else pooled with the convolution
+          x = max_pool(x, (2, 2))
       else:
-        x = act(nn.Dense(width, use_bias=not self.batch_norm)(x.reshape(x.shape[0], -1)))
+        x = act(nn.Dense(width, use_bias=not self.batch_norm)(x.reshape(x.shape[0], -1)),
+                False)
     self.sow("intermediates", "last_hidden", x)
     return nn.Dense(self.num_clusters, name="relevance")(x.reshape(x.shape[0], -1))
 
