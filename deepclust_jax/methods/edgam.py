@@ -78,7 +78,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from deepclust_jax.configs.pretraining import ADAM, with_best
+from deepclust_jax.configs.pretraining import ADAM, BEST, with_best
 from deepclust_jax.engine import Method, SGDPhase, Update
 from deepclust_jax.losses import edgam
 from deepclust_jax.methods import pretraining, registry
@@ -394,5 +394,5 @@ PRESETS = {
 }
 
 registry.register(registry.MethodSpec(
-    "edgam", EDGaMConfig, build, with_best(PRESETS),
+    "edgam", EDGaMConfig, build, with_best(PRESETS, tuple(BEST)),
     "EDGaM (streamlined EM in an auto-encoder; appendix only, reconstructed in docs/methods.md)"))
