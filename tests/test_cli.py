@@ -377,7 +377,6 @@ def test_missing_dataset_names_the_command_lines_options(capsys, tmp_path, monke
   assert code == 2 and "no downloader for 'usps'" in err
 
 
-
 def test_a_process_that_writes_nothing_resumes_under_the_saved_config(
     cm_five, capsys, tmp_path, cm_with_new_key, monkeypatch):
   """Under jax.distributed only process 0 writes the run directory; the others

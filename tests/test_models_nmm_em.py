@@ -112,7 +112,7 @@ class LayerByLayerNet(nn.Module):
         convs += 1
       else:
         x = nn.Dense(width, use_bias=False)(x.reshape(x.shape[0], -1))
-      x = act(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x))
+      x = act(nn.BatchNorm(use_running_average=not train, **nmm_em.BATCH_NORM)(x))
     return nn.Dense(self.num_clusters, name="relevance")(x.reshape(x.shape[0], -1))
 
 

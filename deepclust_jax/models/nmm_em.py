@@ -55,6 +55,9 @@ ARCHITECTURES = {
 # default, "leaky_relu" (slope 0.01) keeps a gradient on every unit.
 ACTIVATIONS = {"relu": nn.relu, "leaky_relu": nn.leaky_relu}
 
+# PyTorch's BatchNorm defaults in flax's terms (momentum on the old average).
+BATCH_NORM = {"momentum": 0.9, "epsilon": 1e-5}
+
 
 def parse_architecture(architecture: str) -> tuple[tuple[str, int], ...]:
   """Table 2's notation as ``(kind, width)`` pairs, kind one of "C", "M", "F".
@@ -179,23 +182,26 @@ class RelevanceNet(nn.Module):
       if self.batch_norm:
         norms += 1  # named as flax names them, whichever form
         if pool:
-          return PooledBatchNorm(activation, (2, 2), name=f"BatchNorm_{norms - 1}")(h, train)
-        h = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+          return PooledBatchNorm(activation, (2, 2), **BATCH_NORM,
+                                 name=f"BatchNorm_{norms - 1}")(h, train)
+        h = nn.BatchNorm(use_running_average=not train, **BATCH_NORM,
                          name=f"BatchNorm_{norms - 1}")(h)
       h = activation(h)
       return max_pool(h, (2, 2)) if pool else h
 
     layers = parse_architecture(self.architecture)
+    # The poolings that directly follow a convolution are taken with it.
+    fused = {i + 1 for i, (kind, _) in enumerate(layers[:-1])
+             if kind == "C" and layers[i + 1][0] == "M"}
     convs = 0
     for i, (kind, width) in enumerate(layers):
-      pool = i + 1 < len(layers) and layers[i + 1][0] == "M"
       if kind == "C":
         x = act(nn.Conv(width, (3, 3), padding="SAME", use_bias=not self.batch_norm,
                         name=f"Conv_{convs}",
-                        conv_general_dilated=conv_general_dilated)(x), pool)
+                        conv_general_dilated=conv_general_dilated)(x), i + 1 in fused)
         convs += 1
       elif kind == "M":
-        if i == 0 or layers[i - 1][0] != "C":  # else pooled with the convolution
+        if i not in fused:
           x = max_pool(x, (2, 2))
       else:
         x = act(nn.Dense(width, use_bias=not self.batch_norm)(x.reshape(x.shape[0], -1)),
