@@ -16,9 +16,14 @@
 #   epochs each phase trained; the same command run again resumes it.
 #   experiments/results/ and the run directories' logs are packed into
 #   OUT_DIR/results.tgz.
+# pretraining: the rows of experiments/configs/pretraining.py that the 2 CPU
+#   cores have not run (each costs them hours), one process at a time as in
+#   main, most valuable first: Fashion-MNIST dec (it decides that data set's
+#   best recipe) and its AE + GMM row from the same autoencoders, MNIST dec
+#   again for its AE + GMM row, then the sdae rows.
 #
 # Usage, from the project root:
-#   bash experiments/accelerator_session.sh smoke|main DATA_DIR OUT_DIR [LIMIT_S]
+#   bash experiments/accelerator_session.sh smoke|main|pretraining DATA_DIR OUT_DIR [LIMIT_S]
 #
 # Used on 2026-12-04 on one NVIDIA H200 (jax 0.11.2, CUDA 13) lent for 15 minutes,
 # as of commit 75c9647, with every row a concurrent process: sixteen rows shared
@@ -62,6 +67,18 @@ fit() {  # fit NAME METHOD DATASET ARGS...: a two-epoch smoke run of one workloa
     --data-dir "$data" --out "runs/smoke/$name" --eval-every 1 --quiet --time-limit 60 "$@"
 }
 
+deadline=$((SECONDS + limit))
+row() {  # row CONFIG LABEL ARGS...: one row, in the foreground, with the time left
+  local config=$1 label=$2; shift 2
+  local left=$((deadline - SECONDS - 30))
+  if [ "$left" -lt 60 ]; then echo "no time left for $label"; return; fi
+  local name; name=$(echo "$label" | tr -c 'A-Za-z0-9\n' _)
+  timeout -s INT $((left + 60)) python3 experiments/reproduce.py \
+    "experiments/configs/$config.py" --data-dir "$data" --quiet --time-limit "$left" \
+    --rows "$label" "$@" >"$out/logs/$name.log" 2>&1
+  echo "$label exit $? at $SECONDS s" >>"$out/logs/exits.log"
+}
+
 case $mode in
 smoke)
   fit nmm_twofold_mnist nmm_em mnist --epochs 2
@@ -76,17 +93,6 @@ smoke)
     --set cm_epochs=0
   ;;
 main)
-  deadline=$((SECONDS + limit))
-  row() {  # row CONFIG LABEL ARGS...: one row, in the foreground, with the time left
-    local config=$1 label=$2; shift 2
-    local left=$((deadline - SECONDS - 30))
-    if [ "$left" -lt 60 ]; then echo "no time left for $label"; return; fi
-    local name; name=$(echo "$label" | tr -c 'A-Za-z0-9\n' _)
-    timeout -s INT $((left + 60)) python3 experiments/reproduce.py \
-      "experiments/configs/$config.py" --data-dir "$data" --quiet --time-limit "$left" \
-      --rows "$label" "$@" >"$out/logs/$name.log" 2>&1
-    echo "$label exit $? at $SECONDS s" >>"$out/logs/exits.log"
-  }
   # Results only a GPU gave are explained, or not, by these two comparisons.
   timeout -s INT 240 python3 experiments/gpu_parity.py --data-dir "$data" \
     >"$out/logs/gpu_parity.txt" 2>&1
@@ -102,6 +108,12 @@ main)
   # EDGaM (from its start row) beside AE-CM^p and AE + k-means at 50 + 100 epochs.
   for label in "start mnist" "EDGaM mnist" "AE-CM^p mnist" "AE+k-means mnist"; do
     row edgam "$label full 50+100"
+  done
+  ;;
+pretraining)
+  for label in "fashion_mnist dec" "mnist dec" "fashion_mnist sdae" "mnist sdae"; do
+    row pretraining "AE+k-means $label" --runs 3
+    row pretraining "AE+GMM $label" --runs 3  # from the row above's autoencoders
   done
   ;;
 esac
