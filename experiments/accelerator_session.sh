@@ -18,9 +18,9 @@
 #   OUT_DIR/results.tgz.
 # pretraining: the rows of experiments/configs/pretraining.py that the 2 CPU
 #   cores have not run (each costs them hours), one process at a time as in
-#   main, most valuable first: Fashion-MNIST dec (it decides that data set's
-#   best recipe) and its AE + GMM row from the same autoencoders, MNIST dec
-#   again for its AE + GMM row, then the sdae rows.
+#   main, most valuable first: the sdae rows of Fashion-MNIST and MNIST (each
+#   may change its data set's best recipe), each with its AE + GMM row from the
+#   same autoencoders, then MNIST dec again for its AE + GMM row.
 #
 # Usage, from the project root:
 #   bash experiments/accelerator_session.sh smoke|main|pretraining DATA_DIR OUT_DIR [LIMIT_S]
@@ -111,7 +111,7 @@ main)
   done
   ;;
 pretraining)
-  for label in "fashion_mnist dec" "mnist dec" "fashion_mnist sdae" "mnist sdae"; do
+  for label in "fashion_mnist sdae" "mnist sdae" "mnist dec"; do
     row pretraining "AE+k-means $label" --runs 3
     row pretraining "AE+GMM $label" --runs 3  # from the row above's autoencoders
   done
