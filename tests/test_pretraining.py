@@ -360,6 +360,31 @@ def test_tf32_products_round_the_operands_to_10_mantissa_bits():
                              rtol=1e-6, atol=1e-6)
 
 
+def test_bfloat16_products_round_forward_and_input_gradient_operands_only():
+  """matmul_dtype=bfloat16: x @ w and g @ w.T of bfloat16 operands, x.T @ g in float32."""
+  from deepclust_jax.models.autoencoder import MLP, dot_general
+
+  def bf16(a):
+    return np.asarray(jnp.asarray(a).astype(jnp.bfloat16).astype(jnp.float32), np.float64)
+
+  rng = np.random.default_rng(0)
+  x, g = rng.normal(size=(2, 5, 7)).astype(np.float32), rng.normal(size=(2, 5, 3))
+  net = MLP((3,), matmul_dtype="bfloat16")
+  params = net.init(jax.random.key(0), x)["params"]
+  w, b = params["dense_0"]["kernel"], params["dense_0"]["bias"]
+  out, vjp = jax.vjp(lambda x, w: net.apply({"params": {"dense_0": {"kernel": w, "bias": b}}},
+                                            x), x, w)
+  np.testing.assert_allclose(out, bf16(x) @ bf16(w) + b, rtol=1e-6, atol=1e-6)
+  assert np.abs(np.asarray(out) - (x.astype(np.float64) @ np.asarray(w) + b)).max() > 1e-4
+  dx, dw = vjp(jnp.asarray(g, jnp.float32))
+  np.testing.assert_allclose(dx, bf16(g) @ bf16(w).T, rtol=1e-6, atol=1e-6)
+  exact_dw = np.einsum("bnk,bno->ko", x.astype(np.float64), g)
+  np.testing.assert_allclose(dw, exact_dw, rtol=1e-5, atol=1e-5)  # float32, not rounded
+  assert out.dtype == dx.dtype == dw.dtype == jnp.float32
+  with pytest.raises(ValueError, match="nn.Dense's"):
+    dot_general("bfloat16")(x[0], x[0], (((0,), (0,)), ((), ())))
+
+
 def test_bfloat16_matmuls_train(small):
   overrides = {**SMALL, "recipe": "dec", "pretrain_lr": 0.5, "pretrain_epochs": 8,
                "matmul_dtype": "bfloat16"}

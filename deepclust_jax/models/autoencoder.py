@@ -42,18 +42,48 @@ def _tf32_dot_bwd(dimension_numbers, rounded, g):
 _tf32_dot.defvjp(_tf32_dot_fwd, _tf32_dot_bwd)
 
 
+@jax.custom_vjp
+def _bf16_dense(x: jax.Array, w: jax.Array) -> jax.Array:
+  """``x @ w`` of bfloat16 operands, float32 sums; see :func:`dot_general`."""
+  return _bf16_dense_fwd(x, w)[0]
+
+
+def _bf16_dense_fwd(x, w):
+  y = lax.dot_general(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16),
+                      (((x.ndim - 1,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+  return y, (x, w)
+
+
+def _bf16_dense_bwd(res, g):
+  x, w = res
+  # The input's gradient ``g @ w.T`` takes bfloat16 operands like the forward
+  # product (twice float32's rate on AVX512-BF16); the weight's ``x.T @ g``
+  # sums over the batch, where bfloat16 gains nothing, so it stays float32.
+  dx = lax.dot_general(g.astype(jnp.bfloat16), w.astype(jnp.bfloat16),
+                       (((g.ndim - 1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+  batch = tuple(range(x.ndim - 1))
+  dw = lax.dot_general(x, g, ((batch, batch), ((), ())))
+  return dx, dw
+
+
+_bf16_dense.defvjp(_bf16_dense_fwd, _bf16_dense_bwd)
+
+
 def dot_general(matmul_dtype: MatmulDtype) -> Callable[..., jax.Array]:
   """A ``lax.dot_general`` whose operands are cast to ``matmul_dtype``.
 
-  ``"bfloat16"`` is mixed precision: parameters, activations and the
-  accumulation stay float32, only the products' operands are rounded to
-  bfloat16 (8 bits of mantissa). CPUs with AVX512-BF16 (or AMX) and
-  accelerators multiply such operands about twice as fast; the gradients are
-  products of the same kind. ``"tf32"`` rounds the operands to TensorFloat-32
-  (float32's exponent, 10 bits of mantissa) with ``lax.reduce_precision``,
-  still float32 arrays: on a CPU it emulates the products NVIDIA GPUs compute
-  for float32 at JAX's default precision, to test whether a result that only
-  a GPU gives comes from them.
+  ``"bfloat16"`` is mixed precision: parameters, activations, gradients and
+  the accumulation stay float32; the operands of the forward product and of
+  the input-gradient product are rounded to bfloat16 (8 bits of mantissa),
+  which CPUs with AVX512-BF16 (or AMX) and accelerators multiply about twice
+  as fast. The weight-gradient product, a sum over the batch, keeps float32
+  operands: bfloat16 does not speed it up and would round every example's
+  share; only nn.Dense's contraction ``x[..., k] @ w[k, n]`` is supported.
+  ``"tf32"`` rounds the operands to TensorFloat-32 (float32's exponent, 10
+  bits of mantissa) with ``lax.reduce_precision``, still float32 arrays: on a
+  CPU it emulates the products NVIDIA GPUs compute for float32 at JAX's
+  default precision, to test whether a result that only a GPU gives comes
+  from them.
 
   Example:
     >>> a = jnp.full((2, 3), 1.001)
@@ -72,14 +102,16 @@ def dot_general(matmul_dtype: MatmulDtype) -> Callable[..., jax.Array]:
       return _tf32_dot(lhs, rhs, dimension_numbers)
 
     return dot_tf32
-  dtype = jnp.dtype(matmul_dtype)
 
-  def dot(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
-    del preferred_element_type  # always the float32 of the parameters
-    return lax.dot_general(lhs.astype(dtype), rhs.astype(dtype), dimension_numbers,
-                           precision=precision, preferred_element_type=jnp.float32)
+  def dot_bf16(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+    del precision, preferred_element_type  # bfloat16 in, float32 accumulation
+    contract, batch = dimension_numbers
+    if [list(c) for c in (*contract, *batch)] != [[lhs.ndim - 1], [0], [], []]:
+      raise ValueError("matmul_dtype=bfloat16 supports nn.Dense's x[..., k] @ w[k, n] only, "
+                       f"got dimension_numbers={dimension_numbers}")
+    return _bf16_dense(lhs, rhs)
 
-  return dot
+  return dot_bf16
 
 
 class MLP(nn.Module):
