@@ -94,8 +94,9 @@ class PretrainConfig:
     kmeans_restarts: k-means++ restarts (also the GMM's k-means start).
     matmul_dtype: the dtype of the dense layers' products' operands, in every
       phase: "float32", "bfloat16" for mixed precision (float32
-      parameters and accumulation; about twice the matmul speed on CPUs with
-      AVX512-BF16 and on accelerators), or "tf32", operands rounded to
+      parameters, gradients and accumulation; bfloat16 operands in the
+      forward and input-gradient products, about twice their speed on CPUs
+      with AVX512-BF16 and on accelerators), or "tf32", operands rounded to
       TensorFloat-32 (a GPU's default float32 products, emulated on a CPU);
       see :func:`~deepclust_jax.models.autoencoder.dot_general`.
   """
