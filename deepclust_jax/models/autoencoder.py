@@ -105,8 +105,8 @@ def dot_general(matmul_dtype: MatmulDtype) -> Callable[..., jax.Array]:
 
   def dot_bf16(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
     del precision, preferred_element_type  # bfloat16 in, float32 accumulation
-    contract, batch = dimension_numbers
-    if [list(c) for c in (*contract, *batch)] != [[lhs.ndim - 1], [0], [], []]:
+    dense = [[lhs.ndim - 1], [0], [], []]  # contracting lhs, rhs; batch lhs, rhs
+    if rhs.ndim != 2 or [list(d) for pair in dimension_numbers for d in pair] != dense:
       raise ValueError("matmul_dtype=bfloat16 supports nn.Dense's x[..., k] @ w[k, n] only, "
                        f"got dimension_numbers={dimension_numbers}")
     return _bf16_dense(lhs, rhs)

@@ -42,22 +42,23 @@ def label(dataset: str, recipe: str, mixture: str) -> str:
   return f"AE+{'k-means' if mixture == 'kmeans' else 'GMM'} {dataset} {recipe}"
 
 
-def pair(dataset: str, recipe: str, overrides: dict) -> list[dict]:
+def pair(dataset: str, recipe: str, overrides: dict, name: str = "") -> list[dict]:
   """The AE + k-means row, and the AE + GMM row from its autoencoders."""
-  return [{"label": label(dataset, recipe, "kmeans"), "method": "ae_kmeans",
+  name = name or recipe
+  return [{"label": label(dataset, name, "kmeans"), "method": "ae_kmeans",
            "dataset": dataset, "overrides": overrides,
-           "paper": PAPER.get((dataset, "kmeans"), {}) if recipe.startswith("dec") else {}},
-          {"label": label(dataset, recipe, "gmm"), "method": "ae_kmeans",
+           "paper": PAPER.get((dataset, "kmeans"), {}) if recipe == "dec" else {}},
+          {"label": label(dataset, name, "gmm"), "method": "ae_kmeans",
            "dataset": dataset, "overrides": {**overrides, "mixture": "gmm"},
-           "pretrained": label(dataset, recipe, "kmeans"), "paper": {}}]
+           "pretrained": label(dataset, name, "kmeans"), "paper": {}}]
 
 
 def get_config() -> dict:
   rows = [row for dataset in DATASETS for recipe, values in RECIPES.items()
           for row in pair(dataset, recipe, values(dataset))]
   rows += [row for (dataset, recipe), mixed in MIXED.items()
-           for row in pair(dataset, f"{recipe} {mixed['matmul_dtype']}",
-                           {**RECIPES[recipe](dataset), **mixed})]
+           for row in pair(dataset, recipe, {**RECIPES[recipe](dataset), **mixed},
+                           f"{recipe} {mixed['matmul_dtype']}")]
   return {"name": "pretraining_runs",
           "title": "AE + k-means / AE + GMM per pretraining recipe (DEC: MNIST 87.9)",
           "runs": 3, "seed": 0, "eval_every": 10, "rows": rows}
